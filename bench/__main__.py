@@ -1,0 +1,31 @@
+"""`python -m bench [name ...]`: run benchmarks and print one side-by-side table.
+
+Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached exposition vs
+client_python). Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import os
+
+from bench.common import format_table
+
+SUITES = ("resilience", "scrape")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)} (default: all)")
+    args = parser.parse_args()
+    rows = []
+    for name in args.suites or SUITES:
+        rows.extend(importlib.import_module(f"bench.{name}").rows())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(format_table(rows))
+    return 0 if all(r.met is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

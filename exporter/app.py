@@ -1,0 +1,70 @@
+"""Wire one exporter process: config -> store -> sources, collectors -> exposition -> HTTP."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
+from exporter.resilience import REGISTRY, ResilienceRegistry, RetryBudget
+from exporter.sources import Source, build_sources
+from exporter.state import StateStore
+from exporter.web.server import ExporterHTTPServer, serve_in_thread
+
+log = logging.getLogger(__name__)
+
+
+class Exporter:
+    """One running exporter; `start()` binds the port and starts sources, `stop()` ends both."""
+
+    def __init__(self, config: Config, *, registry: ResilienceRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry or REGISTRY
+        settings = config.resilience
+        self.registry.budget = RetryBudget(ratio=settings.retry_budget_ratio)
+        self.registry.breaker_defaults = {
+            "failure_threshold": settings.breaker_failure_threshold, "window": float(settings.breaker_window),
+            "open_timeout": float(settings.breaker_open_timeout),
+            "success_threshold": settings.breaker_success_threshold,
+        }
+        self.store = StateStore(transitions=config.state.transitions_kept)
+        self.exposition = Exposition([
+            SelfCollector(self.store),
+            ContainerCollector(self.store),
+            ResilienceCollector(self.registry),
+        ])
+        self.sources: list[Source] = []
+        self.server: ExporterHTTPServer | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        host, port = self.config.web.listen_address.host_port
+        self.server = ExporterHTTPServer((host, port), self.exposition,
+                                         telemetry_path=self.config.web.telemetry_path,
+                                         ready=self.store.ready)
+        serve_in_thread(self.server)
+        log.info("listening", extra={"fields": {
+            "address": f"{self.address[0]}:{self.address[1]}", "telemetry_path": self.config.web.telemetry_path,
+            "version": __version__}})
+        self.sources = build_sources(self.config, self.store, self.registry)
+        for source in self.sources:
+            source.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def stop(self) -> None:
+        for source in self.sources:
+            source.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        self._stopped.set()
+        log.info("stopped")

@@ -1,0 +1,309 @@
+"""Configuration: defaults < YAML file (--config) < environment (RESILIENCE_EXPORTER_*) < flags.
+
+The schema is a tree of dataclasses; one validator walks it for all three layers so every error
+names where it came from, the key and what was expected, e.g.
+`config.yaml: web.listen_address: expected a string like ":10099", got 42`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import socket
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
+
+import yaml
+
+ENV_PREFIX = "RESILIENCE_EXPORTER_"
+DEFAULT_PORT = 10099
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with its origin (file, env variable or flag) and key path."""
+
+    def __init__(self, origin: str, path: str, problem: str) -> None:
+        self.origin, self.path, self.problem = origin, path, problem
+        where = f"{origin}: {path}" if path else origin
+        super().__init__(f"{where}: {problem}")
+
+
+class Duration(float):
+    """Seconds, written in config as "500ms", "30s", "5m", "1h30m", "2d" or a plain number."""
+
+    _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+    _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+    @classmethod
+    def parse(cls, text: str) -> "Duration":
+        text = text.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return cls(float(text))
+        pos, total = 0, 0.0
+        for match in cls._PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * cls._UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(text)
+        return cls(total)
+
+    def __repr__(self) -> str:
+        return f"Duration({float(self)!r})"
+
+
+class ListenAddress(str):
+    """host:port to listen on; an empty host means every interface."""
+
+    description = 'an address like ":10099" or "127.0.0.1:10099"'
+
+    @classmethod
+    def parse(cls, text: str) -> "ListenAddress":
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or " " in host:
+            raise ValueError(text)
+        return cls(text)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class UrlPath(str):
+    """An absolute URL path such as /metrics."""
+
+    description = 'a path starting with "/"'
+
+    @classmethod
+    def parse(cls, text: str) -> "UrlPath":
+        if not text.startswith("/") or any(c in text for c in " ?#"):
+            raise ValueError(text)
+        return cls(text)
+
+
+# --- schema ------------------------------------------------------------------------------
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass
+class WebConfig:
+    listen_address: ListenAddress = field(default=ListenAddress(f":{DEFAULT_PORT}"),
+                                          metadata=_doc("Address to serve HTTP on, host:port."))
+    telemetry_path: UrlPath = field(default=UrlPath("/metrics"), metadata=_doc("Path under which to expose metrics."))
+
+
+@dataclass
+class LogConfig:
+    level: Literal["debug", "info", "warn", "error"] = field(default="info", metadata=_doc("Log level."))
+    format: Literal["logfmt", "json"] = field(default="logfmt", metadata=_doc("Log line format."))
+
+
+@dataclass
+class ResilienceConfig:
+    retry_budget_ratio: float = field(default=0.1, metadata=_doc(
+        "Share of calls that may be retries, process-wide (SRE book retry budget)."))
+    breaker_failure_threshold: int = field(default=5, metadata=_doc("Failures in the window that open a breaker."))
+    breaker_window: Duration = field(default=Duration(60), metadata=_doc("Sliding window for counting failures."))
+    breaker_open_timeout: Duration = field(default=Duration(30), metadata=_doc("Time a breaker stays open before a trial call."))
+    breaker_success_threshold: int = field(default=2, metadata=_doc("Trial successes that close a half-open breaker."))
+
+
+@dataclass
+class StateConfig:
+    transitions_kept: int = field(default=1000, metadata=_doc("Recent transitions kept for the status view."))
+
+
+@dataclass
+class Config:
+    host: str = field(default_factory=socket.gethostname, metadata=_doc("Value of the host label (default: hostname)."))
+    web: WebConfig = field(default_factory=WebConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+
+
+# --- validation ---------------------------------------------------------------------------
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _describe(tp: Any) -> str:
+    if tp is Duration:
+        return 'a duration like "30s" or "5m"'
+    if hasattr(tp, "description"):
+        return tp.description
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return f"a list of {_describe(get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> Any:
+    """Check `value` against `tp`; text from env/flags is parsed into the type first."""
+    def fail() -> ConfigError:
+        return ConfigError(origin, path, f"expected {_describe(tp)}, got {value!r}")
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise fail()
+        return _build(tp, value, origin, path)
+    if get_origin(tp) is list:
+        (item,) = get_args(tp)
+        if from_text and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise fail()
+        return [_coerce(v, item, origin, f"{path}[{i}]", from_text=from_text) for i, v in enumerate(value)]
+    if get_origin(tp) is Literal:
+        text = str(value).lower() if isinstance(value, bool) else value
+        if text not in get_args(tp):
+            raise fail()
+        return text
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise fail()
+    if tp is Duration and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return Duration(value)
+    if hasattr(tp, "parse"):
+        if isinstance(value, str):
+            try:
+                return tp.parse(value)
+            except ValueError:
+                raise fail() from None
+        raise fail()
+    if tp is int:
+        if from_text and isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail()
+    if tp is float:
+        if from_text and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise fail() from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise fail()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise fail()
+    raise ConfigError(origin, path, f"unsupported type {tp}")  # schema bug
+
+
+def _build(cls: type, data: Mapping[str, Any], origin: str, prefix: str, *,
+           from_text: bool = False) -> Any:
+    hints = _hints(cls)
+    for key in data:
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(hints)})"
+            raise ConfigError(origin, _join(prefix, str(key)), "unknown key" + hint)
+    kwargs = {k: _coerce(v, hints[k], origin, _join(prefix, k), from_text=from_text) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+# --- layers -------------------------------------------------------------------------------
+def leaves(cls: type = Config, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
+    """Every scalar or list setting as (dotted path, type, field) — for env names and flags."""
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        path = _join(prefix, f.name)
+        if dataclasses.is_dataclass(tp):
+            yield from leaves(tp, path)
+        else:
+            yield path, tp, f
+
+
+def env_name(path: str) -> str:
+    return ENV_PREFIX + path.replace(".", "_").upper()
+
+
+def flag_name(path: str) -> str:
+    return "--" + path.replace("_", "-")
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+    tree[last] = value
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """Parse and validate a YAML file; returns its raw mapping (validated against the schema)."""
+    origin = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(origin, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(origin, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(origin, "", f"expected a mapping at the top level, got {type(data).__name__}")
+    _build(Config, data, origin, "")
+    return data
+
+
+def load(*, file: str | Path | None = None, environ: Mapping[str, str] | None = None,
+         flags: Mapping[str, str] | None = None) -> Config:
+    """Resolve the four layers into one validated Config.
+
+    `flags` maps dotted paths to the text given on the command line. Each layer is validated on
+    its own first so an error names the layer it came from.
+    """
+    merged: dict[str, Any] = read_file(file) if file else {}
+    environ = environ or {}
+    by_path = {path: tp for path, tp, _ in leaves()}
+    for layer_name, values in (("env", {p: environ[env_name(p)] for p in by_path if env_name(p) in environ}),
+                               ("flag", dict(flags or {}))):
+        layer: dict[str, Any] = {}
+        for path, text in values.items():
+            origin = f"env {env_name(path)}" if layer_name == "env" else f"flag {flag_name(path)}"
+            value = _coerce(text, by_path[path], origin, "", from_text=True)
+            _set(layer, path, value)
+        merged = _merge(merged, layer)
+    return _build(Config, merged, "config", "")

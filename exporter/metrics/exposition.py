@@ -1,0 +1,82 @@
+"""Assemble one scrape: family headers + cached bodies, then process metrics, in either format.
+
+Prometheus text 0.0.4 and OpenMetrics differ only in counter family names in the headers and the
+trailing `# EOF`, so sample text is shared. Gzip uses level 1: about 3x cheaper than the default
+for the same text, and Prometheus always asks for gzip.
+"""
+from __future__ import annotations
+
+import gzip
+import time
+from typing import Iterable, Protocol
+
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import generate_latest as generate_text
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE_OPENMETRICS
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.metrics.family import Family
+
+
+class Collector(Protocol):
+    def families(self) -> tuple[Family, ...]: ...
+
+    def collect(self) -> Iterable[tuple[Family, str]]: ...
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Content negotiation as Prometheus does it: OpenMetrics only when asked for."""
+    return bool(accept) and "application/openmetrics-text" in accept  # type: ignore[operator]
+
+
+def wants_gzip(accept_encoding: str | None) -> bool:
+    return bool(accept_encoding) and "gzip" in accept_encoding.lower()  # type: ignore[union-attr]
+
+
+class Exposition:
+    """Renders every collector plus the process registry (CPU, memory, scrape duration)."""
+
+    def __init__(self, collectors: Iterable[Collector]) -> None:
+        self._collectors = list(collectors)
+        self.process_registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.process_registry)
+        PlatformCollector(registry=self.process_registry)
+        self.scrape_duration = Histogram(
+            "resilience_exporter_scrape_duration_seconds",
+            "Time spent rendering one scrape of /metrics.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.process_registry)
+        self._headers: dict[tuple[str, bool], str] = {}
+
+    def names(self) -> list[str]:
+        return [f.name for c in self._collectors for f in c.families()]
+
+    def render(self, *, openmetrics: bool = False) -> bytes:
+        """One full scrape body in the requested format."""
+        start = time.perf_counter()
+        parts: list[str] = []
+        for collector in self._collectors:
+            for family, body in collector.collect():
+                header = self._headers.get((family.name, openmetrics))
+                if header is None:
+                    header = self._headers[(family.name, openmetrics)] = family.header(openmetrics=openmetrics)
+                parts.append(header)
+                parts.append(body)
+        text = "".join(parts).encode()
+        if openmetrics:
+            tail = generate_openmetrics(self.process_registry)  # ends with "# EOF\n"
+        else:
+            tail = generate_text(self.process_registry)
+        self.scrape_duration.observe(time.perf_counter() - start)
+        return text + tail
+
+    def response(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
+        """Body and headers for an HTTP scrape, honouring Accept and Accept-Encoding."""
+        openmetrics = wants_openmetrics(accept)
+        body = self.render(openmetrics=openmetrics)
+        headers = {"Content-Type": CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_PLAIN_0_0_4}
+        if wants_gzip(accept_encoding):
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        return body, headers

@@ -1,0 +1,36 @@
+"""Retry, back-off and circuit breaking for sync and asyncio code; no exporter dependencies.
+
+Usage::
+
+    from exporter.resilience import FullJitter, RetryPolicy, RetryTracker, get_breaker
+    breaker = get_breaker("docker", failure_threshold=5, open_timeout=30.0)
+    policy = RetryPolicy(name="docker", max_attempts=4, backoff=FullJitter(0.5, 10.0))
+    info = policy.retry(breaker.call, client.info)  # CircuitOpenError is never retried
+    tracker = RetryTracker(); tracker.should_retry("nginx:1.27")  # kubelet-style per key
+"""
+from __future__ import annotations
+
+from .backoff import (
+    BackoffStrategy,
+    Constant,
+    DecorrelatedJitter,
+    EqualJitter,
+    Exponential,
+    FullJitter,
+    KubeletBackoff,
+)
+from .breaker import TRANSITIONS, BreakerSnapshot, CircuitBreaker, CircuitState
+from .budget import RetryBudget
+from .clock import FakeClock
+from .errors import CircuitOpenError, ErrorCode, ResilienceError, classify
+from .registry import REGISTRY, ResilienceRegistry, RetryOutcome, RetrySnapshot, get_breaker
+from .retry import DEFAULT_RETRY_ON, RetryPolicy
+from .tracker import RetryState, RetryTracker
+
+__all__ = [
+    "BackoffStrategy", "Constant", "DecorrelatedJitter", "EqualJitter", "Exponential", "FullJitter",
+    "KubeletBackoff", "TRANSITIONS", "BreakerSnapshot", "CircuitBreaker", "CircuitState", "RetryBudget",
+    "FakeClock", "CircuitOpenError", "ErrorCode", "ResilienceError", "classify", "REGISTRY",
+    "ResilienceRegistry", "RetryOutcome", "RetrySnapshot", "get_breaker", "DEFAULT_RETRY_ON",
+    "RetryPolicy", "RetryState", "RetryTracker",
+]

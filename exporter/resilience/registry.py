@@ -1,0 +1,120 @@
+"""Process-wide home for breakers, retry outcome counts, error counts and the retry budget.
+
+Metrics exporters read snapshots from here; breakers are visible from creation so a
+``circuit_breaker_state`` series exists before the first trip.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .breaker import BreakerSnapshot, CircuitBreaker
+from .budget import RetryBudget
+from .errors import ErrorCode
+
+
+class RetryOutcome(str, Enum):
+    """resilience4j's retry event kinds; the value is the metric label."""
+
+    SUCCESSFUL_WITHOUT_RETRY = "successful_without_retry"
+    SUCCESSFUL_WITH_RETRY = "successful_with_retry"
+    FAILED_WITHOUT_RETRY = "failed_without_retry"
+    FAILED_WITH_RETRY = "failed_with_retry"
+
+
+_KINDS = tuple(kind.value for kind in RetryOutcome)
+
+
+@dataclass(frozen=True)
+class RetrySnapshot:
+    """Outcome counts of one named retry policy; every kind is present (zeros included)."""
+
+    name: str
+    kinds: dict[str, int]
+
+
+class ResilienceRegistry:
+    """Thread-safe registry; one default instance, ``REGISTRY``, serves the whole process."""
+
+    def __init__(self, budget: RetryBudget | None = None) -> None:
+        self._lock = threading.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._retries: dict[str, list[int]] = {}
+        self._errors: dict[tuple[str, str], int] = {}
+        self.budget: RetryBudget = budget if budget is not None else RetryBudget()
+        # Settings every new breaker starts from (an application's configured defaults);
+        # keyword arguments given to ``breaker()`` override them.
+        self.breaker_defaults: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"ResilienceRegistry(breakers={sorted(self._breakers)!r}, retries={sorted(self._retries)!r})"
+
+    # ---------------------------------------------------------------- breakers
+    def breaker(self, name: str, **config: Any) -> CircuitBreaker:
+        """Get the breaker called ``name``, creating it with ``breaker_defaults`` + ``config`` on first use.
+
+        Later calls return the existing breaker and ignore ``config``.
+        """
+        with self._lock:
+            existing = self._breakers.get(name)
+            if existing is None:
+                existing = self._breakers[name] = CircuitBreaker(name, **{**self.breaker_defaults, **config})
+            return existing
+
+    def register(self, breaker: CircuitBreaker) -> CircuitBreaker:
+        """Add an externally built breaker; its name must be unused (or map to itself)."""
+        with self._lock:
+            current = self._breakers.setdefault(breaker.name, breaker)
+        if current is not breaker:
+            raise ValueError(f"a different circuit breaker named {breaker.name!r} is already registered")
+        return breaker
+
+    def breakers(self) -> list[CircuitBreaker]:
+        with self._lock:
+            return list(self._breakers.values())
+
+    def breaker_snapshots(self) -> list[BreakerSnapshot]:
+        return [b.snapshot() for b in self.breakers()]
+
+    # ---------------------------------------------------------------- retries
+    def record_retry(self, name: str, kind: RetryOutcome | str) -> None:
+        """Count one finished retried-or-not call of policy ``name``."""
+        index = _KINDS.index(kind.value if isinstance(kind, RetryOutcome) else kind)
+        with self._lock:
+            counts = self._retries.get(name)
+            if counts is None:
+                counts = self._retries[name] = [0, 0, 0, 0]
+            counts[index] += 1
+
+    def _retry_counts(self, name: str) -> list[int]:
+        """The live counter list for ``name`` (mutate only under ``_lock``); RetryPolicy's fast path."""
+        with self._lock:
+            counts = self._retries.get(name)
+            if counts is None:
+                counts = self._retries[name] = [0, 0, 0, 0]
+            return counts
+
+    def retry_snapshots(self) -> list[RetrySnapshot]:
+        with self._lock:
+            return [RetrySnapshot(name, dict(zip(_KINDS, counts))) for name, counts in self._retries.items()]
+
+    # ---------------------------------------------------------------- errors
+    def record_error(self, name: str, code: ErrorCode) -> None:
+        key = (name, code.value)
+        with self._lock:
+            self._errors[key] = self._errors.get(key, 0) + 1
+
+    def error_counts(self) -> dict[tuple[str, str], int]:
+        """Failed attempts keyed ``(policy name, ErrorCode.value)``."""
+        with self._lock:
+            return dict(self._errors)
+
+
+REGISTRY = ResilienceRegistry()
+
+
+def get_breaker(name: str, **config: Any) -> CircuitBreaker:
+    """``REGISTRY.breaker(name, **config)``."""
+    return REGISTRY.breaker(name, **config)

@@ -1,0 +1,91 @@
+"""The normalized record of one watched container, the same shape for Docker and Kubernetes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from types import MappingProxyType
+from typing import Mapping
+
+from exporter.state.reasons import Reason
+
+
+class Phase(str, Enum):
+    """The kubelet's three container states."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    TERMINATED = "terminated"
+
+
+class Health(str, Enum):
+    """Health-check status; NONE when the container defines no health check."""
+
+    NONE = "none"
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class Source(str, Enum):
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
+_EMPTY: Mapping[Reason, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """One container as the exporter understands it.
+
+    Frozen: the store swaps whole records, so readers (collectors, the API) never see a
+    half-updated one and need no lock. `failures` counts entries into each failure reason so a
+    state that lasted less than a scrape interval is still visible as a counter increase.
+    """
+
+    key: str
+    source: Source
+    container: str
+    host: str = ""
+    namespace: str = ""
+    pod: str = ""
+    image: str = ""
+    container_id: str = ""
+    phase: Phase = Phase.WAITING
+    reason: Reason = Reason.CREATED
+    raw_reason: str = ""
+    message: str = ""
+    restarts: int = 0
+    last_exit_code: int | None = None
+    last_terminated_reason: Reason | None = None
+    last_terminated_at: float | None = None
+    oom_kills: int = 0
+    health: Health = Health.NONE
+    retry_count: int = 0
+    next_retry_at: float | None = None
+    terminal: bool = False
+    remedy_override: str = ""
+    created_at: float | None = None
+    started_at: float | None = None
+    failures: Mapping[Reason, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def remedy(self) -> str:
+        """The record's own remedy (e.g. 'docker login ...') or its reason's."""
+        return self.remedy_override or self.reason.remedy
+
+    @property
+    def display_reason(self) -> str:
+        """The raw runtime reason when the vocabulary had to fold it into Other."""
+        if self.reason is Reason.OTHER and self.raw_reason:
+            return self.raw_reason
+        return self.reason.value
+
+    def with_failure(self, reason: Reason, count: int = 1) -> "ContainerRecord":
+        """A copy with the failures counter for `reason` raised by `count`."""
+        failures = dict(self.failures)
+        failures[reason] = failures.get(reason, 0) + count
+        return replace(self, failures=MappingProxyType(failures))
+
+    def evolve(self, **changes: object) -> "ContainerRecord":
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,187 @@
+"""The thread-safe state store: sources write records, collectors and the API read them.
+
+The store is the only meeting point between sources and exposition. Every change notifies
+subscribers (the metrics cache marks the key dirty) and reason changes are kept in a bounded
+ring of transitions for the status view and troubleshooting.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from exporter.state.model import ContainerRecord
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, "ContainerRecord | None"], None]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A container moved from one reason to another (or appeared/disappeared)."""
+
+    at: float
+    key: str
+    source: str
+    host: str
+    namespace: str
+    pod: str
+    container: str
+    from_reason: str
+    to_reason: str
+    message: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "at": self.at, "key": self.key, "source": self.source, "host": self.host,
+            "namespace": self.namespace, "pod": self.pod, "container": self.container,
+            "from": self.from_reason, "to": self.to_reason, "message": self.message,
+        }
+
+
+@dataclass
+class SourceStatus:
+    """Health of one source: connected, initial sync done, and events seen by result."""
+
+    name: str
+    up: bool = False
+    synced: bool = False
+    events: dict[str, int] = field(default_factory=dict)
+
+
+class StateStore:
+    """Records by key, change notifications, recent transitions and source status."""
+
+    def __init__(self, *, transitions: int = 1000, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, ContainerRecord] = {}
+        self._listeners: list[Listener] = []
+        self._transitions: deque[Transition] = deque(maxlen=transitions)
+        self._sources: dict[str, SourceStatus] = {}
+        self._clock = clock
+
+    # -- subscriptions -------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(key, record_or_None)` after every change; None means removed."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _notify(self, key: str, record: ContainerRecord | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(key, record)
+            except Exception:  # a broken subscriber must not stop the sources
+                log.exception("state listener failed for %s", key)
+
+    # -- writes (sources only) -----------------------------------------------------------
+    def put(self, record: ContainerRecord, *, message: str = "") -> ContainerRecord:
+        """Insert or replace a record; logs a transition when its reason changes."""
+        with self._lock:
+            old = self._records.get(record.key)
+            self._records[record.key] = record
+            self._record_transition(old, record, message)
+            self._notify(record.key, record)
+        return record
+
+    def update(self, key: str, change: Callable[[ContainerRecord], ContainerRecord],
+               *, message: str = "") -> ContainerRecord | None:
+        """Apply `change` to the current record atomically; no-op if the key is unknown."""
+        with self._lock:
+            old = self._records.get(key)
+            if old is None:
+                return None
+            new = change(old)
+            if new is old:
+                return old
+            self._records[key] = new
+            self._record_transition(old, new, message)
+            self._notify(key, new)
+        return new
+
+    def remove(self, key: str) -> ContainerRecord | None:
+        """Forget a record; its series disappear from the next scrape."""
+        with self._lock:
+            old = self._records.pop(key, None)
+            if old is None:
+                return None
+            self._record_transition(old, None, "removed")
+            self._notify(key, None)
+        return old
+
+    def retain(self, keys: Iterable[str], *, source: str) -> list[str]:
+        """Remove every record of `source` whose key is not in `keys` (after a relist)."""
+        keep = set(keys)
+        with self._lock:
+            gone = [k for k, r in self._records.items() if r.source.value == source and k not in keep]
+        for key in gone:
+            self.remove(key)
+        return gone
+
+    def _record_transition(self, old: ContainerRecord | None, new: ContainerRecord | None,
+                           message: str) -> None:
+        ref = new or old
+        assert ref is not None
+        before = old.display_reason if old else ""
+        after = new.display_reason if new else ""
+        if before == after:
+            return
+        self._transitions.append(Transition(
+            at=self._clock(), key=ref.key, source=ref.source.value, host=ref.host,
+            namespace=ref.namespace, pod=ref.pod, container=ref.container,
+            from_reason=before, to_reason=after, message=message or (new.message if new else ""),
+        ))
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, key: str) -> ContainerRecord | None:
+        return self._records.get(key)
+
+    def records(self) -> list[ContainerRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def transitions(self, *, container: str | None = None, reason: str | None = None,
+                    limit: int | None = None) -> list[Transition]:
+        """Recent transitions, newest first, optionally filtered by container and reason."""
+        with self._lock:
+            items = list(self._transitions)
+        items.reverse()
+        if container:
+            items = [t for t in items if t.container == container]
+        if reason:
+            items = [t for t in items if reason in (t.to_reason, t.from_reason)]
+        return items[:limit] if limit else items
+
+    # -- source status -------------------------------------------------------------------
+    def register_source(self, name: str) -> SourceStatus:
+        with self._lock:
+            return self._sources.setdefault(name, SourceStatus(name))
+
+    def set_source(self, name: str, *, up: bool | None = None, synced: bool | None = None) -> None:
+        with self._lock:
+            status = self._sources.setdefault(name, SourceStatus(name))
+            if up is not None:
+                status.up = up
+            if synced is not None:
+                status.synced = synced
+
+    def count_event(self, name: str, result: str, n: int = 1) -> None:
+        """Count a source event by result (ok, malformed, ignored, ...)."""
+        with self._lock:
+            status = self._sources.setdefault(name, SourceStatus(name))
+            status.events[result] = status.events.get(result, 0) + n
+
+    def sources(self) -> list[SourceStatus]:
+        with self._lock:
+            return [SourceStatus(s.name, s.up, s.synced, dict(s.events)) for s in self._sources.values()]
+
+    def ready(self) -> bool:
+        """Ready once every registered source has finished its initial sync."""
+        with self._lock:
+            return all(s.synced for s in self._sources.values())

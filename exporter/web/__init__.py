@@ -1,0 +1,1 @@
+"""HTTP: /metrics, health endpoints, and (later) the API and status page."""

@@ -1,0 +1,113 @@
+"""The exporter's HTTP server on loopback, checked with real clients and real promtool."""
+from __future__ import annotations
+
+import gzip
+import subprocess
+import threading
+from typing import Iterator
+
+import pytest
+import requests
+
+from exporter.app import Exporter
+from exporter.config import load
+from exporter.resilience import ResilienceRegistry
+from exporter.state import ContainerRecord, Phase, Reason, Source
+from tests.conftest import require_binary
+
+
+@pytest.fixture
+def exporter() -> Iterator[Exporter]:
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0"}), registry=ResilienceRegistry())
+    app.start()
+    yield app
+    app.stop()
+
+
+def url(app: Exporter, path: str) -> str:
+    host, port = app.address
+    return f"http://{host}:{port}{path}"
+
+
+def populate(app: Exporter, n: int) -> None:
+    for i in range(n):
+        app.store.put(ContainerRecord(
+            key=f"id{i}", source=Source.DOCKER, container=f"c{i}", host="h", image="img:1",
+            phase=Phase.TERMINATED, reason=Reason.ERROR, last_exit_code=3,
+            last_terminated_reason=Reason.ERROR, last_terminated_at=1.5, restarts=i).with_failure(Reason.ERROR))
+    app.registry.breaker("probe:a")
+    app.store.register_source("docker")
+    app.store.count_event("docker", "malformed")
+
+
+def test_metrics_pass_promtool_check_metrics(exporter: Exporter) -> None:
+    promtool = require_binary("promtool")
+    populate(exporter, 50)
+    body = requests.get(url(exporter, "/metrics"), timeout=5).content
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == b"" and result.stderr.strip() == b""  # no lint warnings either
+
+
+def test_openmetrics_and_gzip_negotiated_by_headers(exporter: Exporter) -> None:
+    populate(exporter, 3)
+    om = requests.get(url(exporter, "/metrics"), timeout=5,
+                      headers={"Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"})
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.headers["Content-Encoding"] == "gzip"
+    assert om.text.endswith("# EOF\n")  # requests transparently gunzips
+    raw = requests.get(url(exporter, "/metrics"), timeout=5, headers={"Accept-Encoding": "gzip"}, stream=True).raw.read()
+    assert gzip.decompress(raw).startswith(b"# HELP")
+    plain = requests.get(url(exporter, "/metrics"), timeout=5, headers={"Accept-Encoding": "identity"})
+    assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "Content-Encoding" not in plain.headers
+
+
+def test_health_and_readiness(exporter: Exporter) -> None:
+    assert requests.get(url(exporter, "/healthz"), timeout=5).status_code == 200
+    assert requests.get(url(exporter, "/readyz"), timeout=5).status_code == 200  # no sources to wait for
+    exporter.store.register_source("docker")
+    assert requests.get(url(exporter, "/readyz"), timeout=5).status_code == 503
+    exporter.store.set_source("docker", up=True, synced=True)
+    assert requests.get(url(exporter, "/readyz"), timeout=5).status_code == 200
+    assert requests.get(url(exporter, "/nope"), timeout=5).status_code == 404
+
+
+def test_custom_telemetry_path() -> None:
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": "/m"}),
+                   registry=ResilienceRegistry())
+    app.start()
+    try:
+        assert "resilience_exporter_build_info" in requests.get(url(app, "/m"), timeout=5).text
+        assert requests.get(url(app, "/metrics"), timeout=5).status_code == 404
+    finally:
+        app.stop()
+
+
+def test_concurrent_scrapes_see_whole_consistent_bodies(exporter: Exporter) -> None:
+    populate(exporter, 200)
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def scrape() -> None:
+        start.wait()
+        for _ in range(10):
+            text = requests.get(url(exporter, "/metrics"), timeout=10).text
+            if text.count("workload_container_info{") != 200:
+                errors.append(f"got {text.count('workload_container_info{')} info series")
+
+    threads = [threading.Thread(target=scrape) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_configured_breaker_defaults_and_budget_reach_the_registry() -> None:
+    registry = ResilienceRegistry()
+    Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
+                         "resilience.retry_budget_ratio": "0.25"}), registry=registry)
+    breaker = registry.breaker("docker:events")
+    assert (breaker.failure_threshold, breaker.open_timeout, breaker.window) == (3, 60.0, 60.0)
+    assert registry.budget.ratio == 0.25

@@ -1,0 +1,155 @@
+"""Rendering: cached per-object text, no stale series, both exposition formats, escaping."""
+from __future__ import annotations
+
+import gzip
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
+from exporter.metrics.family import COUNTER, GAUGE, Family, escape
+from exporter.resilience import ResilienceRegistry
+from exporter.state import ContainerRecord, Health, Phase, Reason, Source, StateStore
+
+
+def record(key: str = "c1", **kw: object) -> ContainerRecord:
+    base: dict[str, object] = {"key": key, "source": Source.DOCKER, "container": key, "host": "h1",
+                               "image": "busybox:1", "container_id": "abc"}
+    base.update(kw)
+    return ContainerRecord(**base)  # type: ignore[arg-type]
+
+
+def scrape(exposition: Exposition, *, openmetrics: bool = False) -> str:
+    return exposition.render(openmetrics=openmetrics).decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def ident(container: str = "c1", **extra: str) -> tuple[tuple[str, str], ...]:
+    labels = {"source": "docker", "host": "h1", "namespace": "", "pod": "", "container": container,
+              "image": "busybox:1", **extra}
+    return tuple(sorted(labels.items()))
+
+
+def make() -> tuple[StateStore, Exposition, ResilienceRegistry]:
+    store = StateStore()
+    registry = ResilienceRegistry()
+    exposition = Exposition([SelfCollector(store), ContainerCollector(store), ResilienceCollector(registry)])
+    return store, exposition, registry
+
+
+def test_container_record_becomes_its_series() -> None:
+    store, exposition, _ = make()
+    r = record(phase=Phase.TERMINATED, reason=Reason.OOM_KILLED, restarts=3, oom_kills=1, last_exit_code=137,
+               last_terminated_reason=Reason.OOM_KILLED, last_terminated_at=1700000000.5,
+               health=Health.UNHEALTHY).with_failure(Reason.OOM_KILLED).with_failure(Reason.ERROR, 2)
+    store.put(r)
+    s = samples(scrape(exposition))
+    assert s[("workload_container_info", ident(container_id="abc"))] == 1
+    assert s[("workload_container_phase", ident(phase="terminated"))] == 1
+    assert s[("workload_container_phase", ident(phase="running"))] == 0
+    assert s[("workload_container_reason", ident(reason="OOMKilled", classification="transient"))] == 1
+    assert s[("workload_container_restarts_total", ident())] == 3
+    assert s[("workload_container_oom_kills_total", ident())] == 1
+    assert s[("workload_container_failures_total", ident(reason="OOMKilled"))] == 1
+    assert s[("workload_container_failures_total", ident(reason="Error"))] == 2
+    assert s[("workload_container_last_exit_code", ident())] == 137
+    assert s[("workload_container_last_terminated_reason", ident(reason="OOMKilled"))] == 1
+    assert s[("workload_container_last_terminated_timestamp_seconds", ident())] == 1700000000.5
+    assert s[("workload_container_health_status", ident(status="unhealthy"))] == 1
+    assert ("workload_container_waiting_reason", ident(reason="OOMKilled")) not in s  # not waiting
+
+
+def test_waiting_reason_and_terminal_only_while_they_apply() -> None:
+    store, exposition, _ = make()
+    store.put(record(phase=Phase.WAITING, reason=Reason.ERR_IMAGE_NEVER_PULL, terminal=True, next_retry_at=5.0))
+    s = samples(scrape(exposition))
+    assert s[("workload_container_waiting_reason", ident(reason="ErrImageNeverPull"))] == 1
+    assert s[("workload_container_terminal", ident(reason="ErrImageNeverPull"))] == 1
+    assert s[("workload_container_next_retry_timestamp_seconds", ident())] == 5.0
+    store.update("c1", lambda r: r.evolve(phase=Phase.RUNNING, reason=Reason.RUNNING, terminal=False, next_retry_at=None))
+    text = scrape(exposition)
+    assert "workload_container_waiting_reason{" not in text
+    assert "workload_container_terminal{" not in text
+    assert "workload_container_next_retry_timestamp_seconds{" not in text
+
+
+def test_removed_container_leaves_no_series() -> None:
+    store, exposition, _ = make()
+    store.put(record("a"))
+    store.put(record("b"))
+    assert 'container="a"' in scrape(exposition)
+    store.remove("a")
+    text = scrape(exposition)
+    assert 'container="a"' not in text and 'container="b"' in text
+
+
+def test_burst_of_changes_renders_once_per_scrape() -> None:
+    store = StateStore()
+    collector = ContainerCollector(store)
+    store.put(record("a"))
+    for i in range(100):
+        store.update("a", lambda r: r.evolve(restarts=r.restarts + 1))
+    assert collector._cache.refresh() == 1  # one dirty key, whatever the number of events
+    assert collector._cache.refresh() == 0
+
+
+def test_label_values_are_escaped() -> None:
+    assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    store, exposition, _ = make()
+    store.put(record("weird", image='img"x\\y\nz'))
+    s = samples(scrape(exposition))
+    key = ("workload_container_restarts_total",
+           tuple(sorted({**dict(ident("weird")), "image": 'img"x\\y\nz'}.items())))
+    assert s[key] == 0
+
+
+def test_breaker_and_retry_families_exist_from_the_start() -> None:
+    _, exposition, registry = make()
+    text = scrape(exposition)
+    for name in ("circuit_breaker_state", "circuit_breaker_transitions_total", "circuit_breaker_calls_total",
+                 "retry_calls_total", "retry_budget_exhausted_total", "errors_total",
+                 "resilience_exporter_build_info", "resilience_exporter_source_up",
+                 "resilience_exporter_events_total", "resilience_exporter_scrape_duration_seconds"):
+        assert f"# TYPE {name} " in text, name
+    registry.breaker("probe:device-1")
+    s = samples(scrape(exposition))
+    assert s[("circuit_breaker_state", (("name", "probe:device-1"),))] == 0  # exists before it trips
+    for outcome in ("success", "failure", "rejected", "ignored"):
+        assert s[("circuit_breaker_calls_total", (("name", "probe:device-1"), ("outcome", outcome)))] == 0
+
+
+def test_openmetrics_names_counters_without_total_and_ends_with_eof() -> None:
+    store, exposition, _ = make()
+    store.put(record())
+    text = scrape(exposition, openmetrics=True)
+    assert "# TYPE workload_container_restarts counter\n" in text
+    assert "workload_container_restarts_total{" in text
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    plain = scrape(exposition)
+    assert "# TYPE workload_container_restarts_total counter\n" in plain and "# EOF" not in plain
+
+
+def test_content_negotiation_and_gzip() -> None:
+    _, exposition, _ = make()
+    body, headers = exposition.response("application/openmetrics-text; version=1.0.0", "gzip")
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body).decode().endswith("# EOF\n")
+    body, headers = exposition.response("text/plain", None)
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "Content-Encoding" not in headers and body.startswith(b"# HELP")
+
+
+def test_family_rows_enforce_counter_naming() -> None:
+    for bad in (("x_total", GAUGE), ("x", COUNTER)):
+        try:
+            Family(bad[0], bad[1], "h", (), lambda _: [])
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")

@@ -152,6 +152,9 @@ def _describe(tp: Any) -> str:
         return "a string"
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is dict:
+        key, val = get_args(tp)
+        return f"a mapping of {_describe(key).removeprefix('a ').removeprefix('an ')} to {_describe(val).removeprefix('a ').removeprefix('an ')}"
     if get_origin(tp) is list:
         return f"a list of {_describe(get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
     if dataclasses.is_dataclass(tp):
@@ -168,6 +171,12 @@ def _coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> 
         if not isinstance(value, Mapping):
             raise fail()
         return _build(tp, value, origin, path)
+    if get_origin(tp) is dict:
+        key_tp, val_tp = get_args(tp)
+        if not isinstance(value, Mapping):
+            raise fail()
+        return {_coerce(str(k) if from_text else k, key_tp, origin, f"{path}[{k!r}]", from_text=from_text):
+                _coerce(v, val_tp, origin, f"{path}[{k!r}]", from_text=from_text) for k, v in value.items()}
     if get_origin(tp) is list:
         (item,) = get_args(tp)
         if from_text and isinstance(value, str):

@@ -1,6 +1,7 @@
 """Configuration layering and the errors a user sees for bad input."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,32 @@ def test_every_setting_has_a_flag_and_defaults_are_a_config() -> None:
     args = parser.parse_args(["--web.listen-address", ":1", "--resilience.breaker-window", "2m"])
     assert cli._flag_values(args) == {"web.listen_address": ":1", "resilience.breaker_window": "2m"}
     assert isinstance(load(flags=cli._flag_values(args)), Config)
+
+
+@dataclass
+class Item:
+    name: str = ""
+    timeout: Duration = Duration(5)
+
+
+@dataclass
+class Section:
+    enabled: bool = False
+    items: list[Item] = field(default_factory=list)
+    codes: dict[int, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+
+def test_validator_handles_bools_lists_mappings_and_nested_items() -> None:
+    from exporter.config import _build
+
+    ok = _build(Section, {"enabled": True, "items": [{"name": "a", "timeout": "2s"}], "codes": {2: "inventory_missing"},
+                          "tags": ["x"]}, "f.yaml", "s")
+    assert ok.enabled is True and ok.items[0].timeout == 2.0 and ok.codes == {2: "inventory_missing"}
+    with pytest.raises(ConfigError, match=r"^f\.yaml: s\.items\[0\]\.timeout: expected a duration"):
+        _build(Section, {"items": [{"timeout": "5x"}]}, "f.yaml", "s")
+    with pytest.raises(ConfigError, match=r"^f\.yaml: s\.codes\['two'\]: expected an integer, got 'two'"):
+        _build(Section, {"codes": {"two": "x"}}, "f.yaml", "s")
+    with pytest.raises(ConfigError, match=r"s\.enabled: expected true or false, got 'yes'"):
+        _build(Section, {"enabled": "yes"}, "f.yaml", "s")
+    assert _build(Section, {"enabled": "yes", "tags": "a,b"}, "env X", "", from_text=True).tags == ["a", "b"]

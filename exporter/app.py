@@ -31,7 +31,7 @@ class Exporter:
         self.store = StateStore(transitions=config.state.transitions_kept)
         self.exposition = Exposition([
             SelfCollector(self.store),
-            ContainerCollector(self.store),
+            ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist),
             ResilienceCollector(self.registry),
         ])
         self.sources: list[Source] = []

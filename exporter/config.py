@@ -104,6 +104,17 @@ class LogConfig:
 
 
 @dataclass
+class DockerConfig:
+    enabled: Literal["auto", "true", "false"] = field(default="auto", metadata=_doc(
+        "Watch a Docker engine; auto = when docker.host or DOCKER_HOST is set or /var/run/docker.sock exists."))
+    host: str = field(default="", metadata=_doc("Engine address (default: DOCKER_HOST, else unix:///var/run/docker.sock)."))
+    max_containers: int = field(default=5000, metadata=_doc("Cap on tracked containers; more are counted as dropped."))
+    label_allowlist: list[str] = field(default_factory=list, metadata=_doc(
+        "Container labels copied into workload_container_labels (none by default)."))
+    reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects."))
+
+
+@dataclass
 class ResilienceConfig:
     retry_budget_ratio: float = field(default=0.1, metadata=_doc(
         "Share of calls that may be retries, process-wide (SRE book retry budget)."))
@@ -123,6 +134,7 @@ class Config:
     host: str = field(default_factory=socket.gethostname, metadata=_doc("Value of the host label (default: hostname)."))
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)
 

@@ -6,7 +6,8 @@ so one alert or panel serves Docker hosts and clusters alike.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import re
+from typing import Iterable, Sequence
 
 from exporter.metrics.cache import RenderCache
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, label_prefix
@@ -128,11 +129,30 @@ def _identity(r: ContainerRecord) -> str:
     return label_prefix(IDENTITY_LABELS, (r.source.value, r.host, r.namespace, r.pod, r.container, r.image))
 
 
+def label_name(key: str) -> str:
+    """An engine label key as a Prometheus label name, as kube-state-metrics does: label_<key>."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+
+def labels_family(allowlist: Sequence[str]) -> Family[ContainerRecord]:
+    """workload_container_labels with one label per allow-listed engine label key."""
+    keys = tuple(allowlist)
+
+    def samples(r: ContainerRecord) -> Iterable[Sample]:
+        yield tuple(r.labels.get(k, "") for k in keys), 1
+
+    return Family("workload_container_labels", GAUGE,
+                  "Allow-listed engine labels of the container (always 1).",
+                  tuple(label_name(k) for k in keys), samples)
+
+
 class ContainerCollector:
     """Keeps rendered container text in step with the store through change notifications."""
 
-    def __init__(self, store: StateStore) -> None:
-        self._cache: RenderCache[str, ContainerRecord] = RenderCache(CONTAINER_FAMILIES, _identity, store.get)
+    def __init__(self, store: StateStore, *, label_allowlist: Sequence[str] = ()) -> None:
+        families = CONTAINER_FAMILIES + ((labels_family(label_allowlist),) if label_allowlist else ())
+        self._families = families
+        self._cache: RenderCache[str, ContainerRecord] = RenderCache(families, _identity, store.get)
         store.subscribe(lambda key, _record: self._cache.mark(key))
         self._cache.mark_all(r.key for r in store.records())
 
@@ -140,4 +160,4 @@ class ContainerCollector:
         return self._cache.bodies()
 
     def families(self) -> tuple[Family[ContainerRecord], ...]:
-        return CONTAINER_FAMILIES
+        return self._families

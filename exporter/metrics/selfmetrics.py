@@ -34,6 +34,9 @@ SOURCE_FAMILIES: tuple[Family[SourceStatus], ...] = (
            "1 once the source's initial list has been loaded into the store.", ("source",), _source_synced),
     Family("resilience_exporter_events_total", COUNTER,
            "Events received from a source by result (ok, malformed, ignored, ...).", ("source", "result"), _events),
+    Family("resilience_exporter_containers_dropped_total", COUNTER,
+           "Containers not tracked because the source's max_containers cap was reached.", ("source",),
+           lambda s: [((s.name,), s.dropped)]),
 )
 
 TRACKED: Family[int] = Family(

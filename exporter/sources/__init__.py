@@ -6,6 +6,7 @@ renders metrics. `build_sources` decides which sources a configuration asks for.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
 
 from exporter.config import Config
@@ -13,6 +14,7 @@ from exporter.resilience import ResilienceRegistry
 from exporter.state import StateStore
 
 log = logging.getLogger(__name__)
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 class Source(Protocol):
@@ -23,9 +25,30 @@ class Source(Protocol):
     def stop(self) -> None: ...
 
 
+def docker_address(config: Config) -> str | None:
+    """The engine to watch, or None when docker.enabled=auto finds no engine configured."""
+    explicit = config.docker.host or os.environ.get("DOCKER_HOST", "")
+    if config.docker.enabled == "false":
+        return None
+    if explicit:
+        return explicit
+    if config.docker.enabled == "true" or os.path.exists(DEFAULT_DOCKER_SOCKET):
+        return f"unix://{DEFAULT_DOCKER_SOCKET}"
+    return None
+
+
 def build_sources(config: Config, store: StateStore, registry: ResilienceRegistry) -> list[Source]:
-    """The sources this configuration enables; none yet is a normal, logged situation."""
+    """The sources this configuration enables; none is a normal, logged situation."""
     sources: list[Source] = []
+    address = docker_address(config)
+    if address:
+        from exporter.sources.docker import DockerWatcher
+
+        sources.append(DockerWatcher(
+            store, registry, host=config.host, base_url=address, max_containers=config.docker.max_containers,
+            label_allowlist=tuple(config.docker.label_allowlist),
+            reconnect_max_backoff=float(config.docker.reconnect_max_backoff)))
+        log.info("docker source enabled", extra={"fields": {"address": address}})
     if not sources:
         log.warning("no Docker or Kubernetes source is configured or reachable; "
                     "serving resilience and self metrics only")

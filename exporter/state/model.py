@@ -32,6 +32,7 @@ class Source(str, Enum):
 
 
 _EMPTY: Mapping[Reason, int] = MappingProxyType({})
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ContainerRecord:
     created_at: float | None = None
     started_at: float | None = None
     failures: Mapping[Reason, int] = field(default_factory=lambda: _EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed engine labels only
 
     @property
     def remedy(self) -> str:

@@ -51,6 +51,7 @@ class SourceStatus:
     up: bool = False
     synced: bool = False
     events: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
 
 
 class StateStore:
@@ -177,9 +178,14 @@ class StateStore:
             status = self._sources.setdefault(name, SourceStatus(name))
             status.events[result] = status.events.get(result, 0) + n
 
+    def count_dropped(self, name: str) -> None:
+        """A new object was not tracked because the source's cap was reached."""
+        with self._lock:
+            self._sources.setdefault(name, SourceStatus(name)).dropped += 1
+
     def sources(self) -> list[SourceStatus]:
         with self._lock:
-            return [SourceStatus(s.name, s.up, s.synced, dict(s.events)) for s in self._sources.values()]
+            return [SourceStatus(s.name, s.up, s.synced, dict(s.events), s.dropped) for s in self._sources.values()]
 
     def ready(self) -> bool:
         """Ready once every registered source has finished its initial sync."""

@@ -1,0 +1,101 @@
+"""Parse Docker Engine events and inspect timestamps into small typed values.
+
+The engine's event JSON (API >= 1.22) carries `Type`, `Action`, `Actor.ID`,
+`Actor.Attributes` (name, image, exitCode, ...) and `timeNano`. Health events spell their status
+inside the action (`health_status: unhealthy`); health checks also emit noisy `exec_*` events.
+Anything malformed raises MalformedEvent so the watcher can count it and go on.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+# Actions the watcher asks the engine for (server-side filter) and understands.
+CONTAINER_ACTIONS = ("create", "start", "die", "oom", "kill", "health_status", "restart", "pause",
+                     "unpause", "destroy", "rename", "stop", "update")
+# A network `disconnect` for a never-started container is the only trace a failed start leaves.
+NETWORK_ACTIONS = ("disconnect",)
+
+
+class MalformedEvent(ValueError):
+    """An event the engine should never send: missing or mistyped fields."""
+
+
+@dataclass(frozen=True)
+class DockerEvent:
+    type: str
+    action: str
+    container_id: str
+    time_nano: int
+    name: str = ""
+    image: str = ""
+    exit_code: int | None = None
+    health: str = ""
+    old_name: str = ""
+    signal: int | None = None
+
+    @property
+    def time(self) -> float:
+        return self.time_nano / 1e9
+
+
+def parse_event(raw: Any) -> DockerEvent:
+    """One engine event (already JSON-decoded) -> DockerEvent, or MalformedEvent."""
+    if not isinstance(raw, Mapping):
+        raise MalformedEvent(f"event is not an object: {type(raw).__name__}")
+    etype, action, actor = raw.get("Type"), raw.get("Action"), raw.get("Actor")
+    if not isinstance(etype, str) or not isinstance(action, str) or not isinstance(actor, Mapping):
+        raise MalformedEvent("event lacks Type, Action or Actor")
+    attrs = actor.get("Attributes") or {}
+    if not isinstance(attrs, Mapping):
+        raise MalformedEvent("Actor.Attributes is not an object")
+    time_nano = raw.get("timeNano")
+    if not isinstance(time_nano, int) or isinstance(time_nano, bool):
+        seconds = raw.get("time")
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            raise MalformedEvent("event lacks timeNano and time")
+        time_nano = seconds * 1_000_000_000
+    if etype == "network":
+        container_id = attrs.get("container")
+        if not isinstance(container_id, str) or not container_id:
+            raise MalformedEvent("network event without Actor.Attributes.container")
+        return DockerEvent(etype, action, container_id, time_nano)
+    container_id = actor.get("ID")
+    if not isinstance(container_id, str) or not container_id:
+        raise MalformedEvent("container event without Actor.ID")
+    verb, _, rest = action.partition(":")
+    exit_code = None
+    if "exitCode" in attrs:
+        try:
+            exit_code = int(str(attrs["exitCode"]))
+        except ValueError:
+            raise MalformedEvent(f"exitCode is not an integer: {attrs['exitCode']!r}") from None
+    name, image = attrs.get("name", ""), attrs.get("image", "")
+    if not isinstance(name, str) or not isinstance(image, str):
+        raise MalformedEvent("name or image attribute is not a string")
+    old_name = attrs.get("oldName", "")
+    signal = attrs.get("signal")
+    return DockerEvent(etype, verb.strip(), container_id, time_nano, name=name, image=image,
+                       exit_code=exit_code, health=rest.strip() if verb == "health_status" else "",
+                       old_name=old_name.lstrip("/") if isinstance(old_name, str) else "",
+                       signal=int(signal) if isinstance(signal, str) and signal.isdigit() else None)
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_timestamp(text: str | None) -> float | None:
+    """Engine RFC 3339 time with nanoseconds -> Unix seconds; None for Go's zero time."""
+    if not text or text.startswith("0001-01-01"):
+        return None
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    text = text.replace("Z", "+00:00")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()

@@ -1,0 +1,244 @@
+"""DockerWatcher: list once, then follow the engine's event stream; reconnect without loss.
+
+The reflector loop (client-go): connect -> replay missed events (`since` the last one seen,
+`until` now) -> relist and reconcile (containers removed meanwhile disappear) -> stream events
+from `now`. On any error: mark the source down, back off (library back-off + breaker), resume.
+No request is sent per scrape; every request is a GET.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+import docker
+
+from exporter.resilience import CircuitOpenError, FullJitter, ResilienceRegistry, classify
+from exporter.sources.docker.events import CONTAINER_ACTIONS, NETWORK_ACTIONS, DockerEvent, MalformedEvent, parse_event
+from exporter.sources.docker.lifecycle import DockerLifecycle
+from exporter.state import Phase, Reason, StateStore
+
+log = logging.getLogger(__name__)
+SOURCE = "docker"
+SETTLE_EVERY = 15.0  # seconds between checks that end crash loops after 10 quiet minutes
+
+
+def _since(t: float) -> str:
+    return f"{t:.9f}"
+
+
+class DockerWatcher:
+    """One engine's containers in the state store, kept current from its event stream."""
+
+    name = SOURCE
+
+    def __init__(self, store: StateStore, registry: ResilienceRegistry, *, host: str, base_url: str | None,
+                 max_containers: int = 5000, label_allowlist: tuple[str, ...] = (),
+                 reconnect_max_backoff: float = 30.0, clock: Callable[[], float] = time.time,
+                 client_factory: Callable[[], Any] | None = None) -> None:
+        self.store = store
+        self.lifecycle = DockerLifecycle(host, label_allowlist=label_allowlist)
+        self.max_containers = max_containers
+        self.breaker = registry.breaker("docker:engine")
+        self.backoff = FullJitter(0.5, reconnect_max_backoff)
+        self.clock = clock
+        self._client_factory = client_factory or (lambda: docker.APIClient(base_url=base_url, version="auto", timeout=30))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream: Any = None
+        self._client: Any = None
+        self._last_nano = 0                 # newest event time applied
+        self._seen_at_last: set[tuple[str, str]] = set()   # (id, action) applied at _last_nano
+        self._ids: set[str] = set()
+        self._up: bool | None = None
+        store.register_source(SOURCE)
+
+    # -- lifecycle of the watcher ----------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="docker-watcher", daemon=True)
+        self._thread.start()
+        threading.Thread(target=self._settle_loop, name="docker-settle", daemon=True).start()
+
+    def _settle_loop(self) -> None:
+        while not self._stop.wait(SETTLE_EVERY):
+            self.settle()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._close_stream()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # already closed by the engine going away
+                pass
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self._session()
+                attempt = 0
+                problem = "event stream ended"
+            except CircuitOpenError as exc:
+                problem = str(exc)
+            except Exception as exc:  # any engine or transport failure: back off and resume
+                problem = f"{classify(exc).value}: {exc}"
+            if self._stop.is_set():
+                break
+            attempt += 1
+            delay = self.backoff.delay(attempt)
+            self._set_up(False, problem, retry_in=round(delay, 2))
+            self._stop.wait(delay)
+        self._set_up(False, "stopped")
+
+    def _set_up(self, up: bool, problem: str = "", **fields: object) -> None:
+        self.store.set_source(SOURCE, up=up)
+        if up != self._up:  # one log line per state change, never one per retry
+            if up:
+                log.info("docker source connected", extra={"fields": fields})
+            else:
+                log.warning("docker source down", extra={"fields": {"err": problem, **fields}})
+        self._up = up
+
+    # -- one connected session ---------------------------------------------------------------
+    def _session(self) -> None:
+        client = self._client = self.breaker.call(self._connect)
+        now = self.clock()
+        if self._last_nano:
+            self._consume(client.events(since=_since(self._last_nano / 1e9), until=_since(now),
+                                        filters=self._filters(), decode=False))
+        self._relist(client)
+        self.store.set_source(SOURCE, synced=True)
+        self._set_up(True, containers=len(self._ids))
+        self._stream = client.events(since=_since(now), filters=self._filters(), decode=False)
+        if self._stop.is_set():
+            self._close_stream()
+            return
+        self._consume(self._stream)
+
+    def _connect(self) -> Any:
+        client = self._client_factory()
+        client.ping()
+        return client
+
+    @staticmethod
+    def _filters() -> dict[str, list[str]]:
+        return {"type": ["container", "network"], "event": [*CONTAINER_ACTIONS, *NETWORK_ACTIONS]}
+
+    def _relist(self, client: Any) -> None:
+        """List every container, inspect each once, drop records of containers that are gone."""
+        listed = client.containers(all=True)
+        ids = []
+        for item in listed:
+            cid = item.get("Id")
+            if not isinstance(cid, str):
+                continue
+            if self._inspect_into_store(client, cid):
+                ids.append(cid)
+        gone = self.store.retain(ids, source=SOURCE)
+        for cid in gone:
+            self.lifecycle.lives.pop(cid, None)
+        self._ids = set(ids)
+
+    def _inspect_into_store(self, client: Any, cid: str) -> bool:
+        try:
+            data = client.inspect_container(cid)
+        except docker.errors.NotFound:
+            return False
+        old = self.store.get(cid)
+        if old is None and len(self._ids) >= self.max_containers:
+            self.store.count_dropped(SOURCE)
+            return False
+        self.store.put(self.lifecycle.from_inspect(data, old))
+        self._ids.add(cid)
+        return True
+
+    # -- events ------------------------------------------------------------------------------
+    def _consume(self, chunks: Iterable[bytes]) -> None:
+        for raw in self._lines(chunks):
+            if self._stop.is_set():
+                return
+            self.handle_line(raw)
+
+    @staticmethod
+    def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+        buffer = b""
+        for chunk in chunks:
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    yield line
+        if buffer.strip():
+            yield buffer
+
+    def handle_line(self, line: bytes | str) -> None:
+        """Decode and apply one event line; malformed ones are counted and skipped."""
+        try:
+            event = parse_event(json.loads(line))
+        except (ValueError, MalformedEvent) as exc:
+            self.store.count_event(SOURCE, "malformed")
+            log.debug("malformed docker event", extra={"fields": {"err": exc}})
+            return
+        self.handle(event)
+
+    def handle(self, event: DockerEvent) -> None:
+        if event.time_nano < self._last_nano or (
+                event.time_nano == self._last_nano and (event.container_id, event.action) in self._seen_at_last):
+            self.store.count_event(SOURCE, "duplicate")
+            return
+        if event.time_nano > self._last_nano:
+            self._last_nano, self._seen_at_last = event.time_nano, set()
+        self._seen_at_last.add((event.container_id, event.action))
+        if event.type == "network":
+            self._network(event)
+            return
+        if event.action not in CONTAINER_ACTIONS:
+            self.store.count_event(SOURCE, "ignored")
+            return
+        if self.store.get(event.container_id) is None:
+            if event.action == "destroy" or not self._adopt(event.container_id):
+                self.store.count_event(SOURCE, "ignored")
+                return
+        if event.action == "update":  # restart policy or limits changed: inspect again
+            self._adopt(event.container_id)
+        elif event.action == "destroy":
+            self.lifecycle.apply(event, self.store.get(event.container_id))  # type: ignore[arg-type]
+            self.store.remove(event.container_id)
+            self._ids.discard(event.container_id)
+        else:
+            self.store.update(event.container_id, lambda record: self.lifecycle.apply(event, record) or record)
+        self.store.count_event(SOURCE, "ok")
+
+    def _adopt(self, cid: str) -> bool:
+        """An event for a container we have not listed yet (created meanwhile): inspect it once."""
+        try:
+            return self._inspect_into_store(self._client, cid)
+        except Exception as exc:
+            log.debug("cannot inspect new container", extra={"fields": {"id": cid[:12], "err": exc}})
+            return False
+
+    def _network(self, event: DockerEvent) -> None:
+        """A never-started container losing its network is how a failed start shows: inspect it."""
+        record = self.store.get(event.container_id)
+        if record is not None and record.reason is Reason.CREATED and record.phase is Phase.WAITING:
+            self._adopt(event.container_id)
+            self.store.count_event(SOURCE, "ok")
+        else:
+            self.store.count_event(SOURCE, "ignored")
+
+    def settle(self) -> None:
+        """Time-driven changes no event announces (crash loops ending after 10 quiet minutes)."""
+        now = self.clock()
+        for record in self.store.records():
+            if record.source.value == SOURCE and record.reason is Reason.CRASH_LOOP_BACK_OFF:
+                self.store.update(record.key, lambda r: self.lifecycle.settle(r, now),
+                                  message="crash loop over: ran 10 minutes without crashing")
+

@@ -1,0 +1,132 @@
+"""A private dockerd started and stopped by the test suite, and a busybox image made locally.
+
+vfs storage, no iptables, no bridge: it runs beside any other engine on the machine and needs
+no network. Images cannot be pulled here, so `testbox:1` is imported from a rootfs holding the
+static busybox and its applet links.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from tests.conftest import require_binary, wait_until
+
+IMAGE = "testbox:1"
+
+
+class PrivateDockerd:
+    def __init__(self) -> None:
+        self.dockerd = require_binary("dockerd")
+        self.busybox = require_binary("busybox")
+        require_binary("docker")
+        self.root = Path(tempfile.mkdtemp(prefix="re-dockerd-", dir="/tmp"))
+        self.socket = self.root / "docker.sock"
+        self.url = f"unix://{self.socket}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.root / "dockerd.log"
+
+    # -- process ---------------------------------------------------------------------------
+    def start(self) -> None:
+        args = [self.dockerd, "--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
+                f"--data-root={self.root / 'data'}", f"--exec-root={self.root / 'exec'}",
+                f"--pidfile={self.root / 'dockerd.pid'}", "-H", self.url]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self.ping, timeout=60, message=f"dockerd on {self.socket} (log: {self.log})")
+
+    def ping(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"dockerd exited with {self.proc.returncode}; see {self.log}")
+        try:
+            return bool(self.client().ping())
+        except Exception:
+            return False
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        if kill:  # a killed dockerd leaves its containerd and shims behind
+            subprocess.run(["pkill", "-9", "-f", f"{self.root / 'exec'}"], check=False)
+        self.proc = None
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def close(self) -> None:
+        try:
+            if self.proc is not None and self.ping():
+                for c in self.client().containers(all=True):
+                    self.client().remove_container(c["Id"], force=True)
+        finally:
+            self.stop()
+            subprocess.run(["pkill", "-9", "-f", f"{self.root / 'exec'}"], check=False)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- clients ---------------------------------------------------------------------------
+    def client(self) -> docker.APIClient:
+        return docker.APIClient(base_url=self.url, version="auto", timeout=30)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DOCKER_HOST": self.url}
+        result = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def build_testbox(self) -> str:
+        """Import `testbox:1` (static busybox + applet links) unless it exists."""
+        if self.cli("image", "inspect", IMAGE, check=False).returncode == 0:
+            return IMAGE
+        rootfs = self.root / "rootfs"
+        (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.busybox, rootfs / "bin" / "busybox")
+        applets = subprocess.run([self.busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+        for applet in applets:
+            if applet != "busybox" and not (rootfs / "bin" / applet).exists():
+                (rootfs / "bin" / applet).symlink_to("busybox")
+        (rootfs / "tmp").mkdir(exist_ok=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        env = {**os.environ, "DOCKER_HOST": self.url}
+        subprocess.run(["docker", "import", "-c", "ENV PATH=/bin", "-", IMAGE], stdin=tar.stdout, env=env,
+                       check=True, capture_output=True, timeout=120)
+        tar.wait(timeout=60)
+        return IMAGE
+
+    def run(self, *args: str) -> str:
+        """`docker run -d --network none ...`; returns the container id."""
+        return self.cli("run", "-d", "--network", "none", *args).stdout.strip()
+
+    def inspect(self, cid: str) -> dict:
+        return self.client().inspect_container(cid)
+
+
+def wait_for(check, timeout: float = 30.0, message: str = "condition"):  # type: ignore[no-untyped-def]
+    return wait_until(check, timeout=timeout, interval=0.05, message=message)
+
+
+def require_root() -> None:
+    import pytest
+
+    from tests.conftest import IN_CI
+
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the Docker tests need root to run a private dockerd")
+        pytest.skip("the Docker tests need root to run a private dockerd")
+
+

@@ -1,7 +1,8 @@
 """`python -m bench [name ...]`: run benchmarks and print one side-by-side table.
 
 Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached exposition vs
-client_python). Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
+client_python), textfile (SIGKILLed textfile writers vs naive writes, read by node_exporter).
+Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape")
+SUITES = ("resilience", "scrape", "textfile")
 
 
 def main() -> int:

@@ -6,7 +6,9 @@ import threading
 
 from exporter import __version__
 from exporter.config import Config
+from exporter.device.components import REGISTRY_TEXTFILE, DeviceSide
 from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
+from exporter.metrics.device import device_collectors, render_text
 from exporter.resilience import REGISTRY, ResilienceRegistry, RetryBudget
 from exporter.sources import Source, build_sources
 from exporter.state import StateStore
@@ -29,11 +31,16 @@ class Exporter:
             "success_threshold": settings.breaker_success_threshold,
         }
         self.store = StateStore(transitions=config.state.transitions_kept)
-        self.exposition = Exposition([
+        self.device = DeviceSide(config, self.registry)
+        collectors = [
             SelfCollector(self.store),
             ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist),
             ResilienceCollector(self.registry),
-        ])
+            *device_collectors(self.device),
+        ]
+        self.exposition = Exposition(collectors)
+        # The whole registry minus process_*/python_* (node_exporter owns those names).
+        self.device.attach_textfile(lambda: render_text(collectors), REGISTRY_TEXTFILE, periodic=True)
         self.sources: list[Source] = []
         self.server: ExporterHTTPServer | None = None
         self._stopped = threading.Event()
@@ -56,11 +63,13 @@ class Exporter:
         self.sources = build_sources(self.config, self.store, self.registry)
         for source in self.sources:
             source.start()
+        self.device.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
     def stop(self) -> None:
+        self.device.stop()
         for source in self.sources:
             source.stop()
         if self.server is not None:

@@ -1,4 +1,4 @@
-"""Command line: serve (default), check-config. Flags are generated from the config schema.
+"""Command line: serve (default), check-config, agent. Flags are generated from the config schema.
 
 Every setting has a flag `--section.key-name` (Prometheus exporter convention) and an env
 variable `RESILIENCE_EXPORTER_SECTION_KEY_NAME`; precedence is defaults < file < env < flags.
@@ -6,10 +6,12 @@ variable `RESILIENCE_EXPORTER_SECTION_KEY_NAME`; precedence is defaults < file <
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
+import threading
 import typing
 from typing import Sequence
 
@@ -44,7 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="Run the exporter (the default).")
     check = sub.add_parser("check-config", help="Validate a configuration file and exit.")
     check.add_argument("file", metavar="FILE")
+    _add_agent_parser(sub)
     return parser
+
+
+def _add_agent_parser(sub: argparse._SubParsersAction) -> None:
+    """`agent [run-once] [options] -- CMD ARGS...`; options set the same keys as the agent.* flags."""
+    agent = sub.add_parser(
+        "agent", help="Run the role agent on a schedule (or once) and publish textfile metrics and health.json.",
+        usage="resilience-exporter [--config FILE] agent [run-once] [options] -- CMD [ARGS...]")
+    agent.add_argument("mode", nargs="?", choices=["run-once"],
+                       help="Run once now and exit with the agent's exit code (systemd timers, cron).")
+    for option, path, meta in (("--every", "agent.every", "DURATION"), ("--jitter", "agent.jitter", "DURATION"),
+                               ("--timeout", "agent.timeout", "DURATION"), ("--cron", "agent.cron", "EXPR"),
+                               ("--name", "agent.name", "NAME"), ("--textfile-dir", "textfile.directory", "DIR"),
+                               ("--health-file", "agent.health_file", "PATH")):
+        # SUPPRESS: an option not given leaves the file/env/--agent.* value alone.
+        agent.add_argument(option, dest=path, metavar=meta, default=argparse.SUPPRESS, help=f"Sets {path}.")
 
 
 def _flag_values(args: argparse.Namespace) -> dict[str, str]:
@@ -82,14 +100,66 @@ def serve(config: Config) -> int:
     return 0
 
 
+def agent(config: Config, *, once: bool) -> int:
+    """The agent alone: its families (and its breaker's) go to its own textfile, no HTTP server."""
+    from exporter.device.components import DeviceSide, agent_textfile_name
+    from exporter.metrics import ResilienceCollector
+    from exporter.metrics.device import AgentCollector, TextfileCollector, render_text
+    from exporter.resilience import ResilienceRegistry
+
+    if not config.agent.command:
+        print("resilience-exporter: agent: no command; give it after --, e.g. "
+              "`resilience-exporter agent --every 5m -- /opt/fleet/agent/role-agent.sh --log-json`", file=sys.stderr)
+        return 2
+    registry = ResilienceRegistry()  # holds only the agent's breaker and retry policy
+    try:
+        side = DeviceSide(dataclasses.replace(config, probes=[]), registry)
+    except ValueError as exc:
+        print(f"resilience-exporter: {exc}", file=sys.stderr)
+        return 2
+    assert side.agent_status is not None
+    collectors = [AgentCollector(side.agent_status), ResilienceCollector(registry),
+                  TextfileCollector(lambda: side.writers)]
+    side.attach_textfile(lambda: render_text(collectors), agent_textfile_name(config.agent.name), periodic=False)
+    if once:
+        return side.run_once()
+    side.start()
+    stopped = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("received signal, shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stopped.wait(1.0):
+        pass
+    side.stop()
+    log.info("stopped")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] | None = None
+    if "--" in argv:  # everything after the first -- is the agent's command, untouched by argparse
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
+    flags: dict[str, typing.Any] = dict(_flag_values(args))
+    if command is not None:
+        if args.command != "agent":
+            parser.error("a command after -- is only accepted by the agent subcommand")
+        flags["agent.command"] = command
     try:
-        config = load(file=args.config, environ=os.environ, flags=_flag_values(args))
+        config = load(file=args.config, environ=os.environ, flags=flags)
     except ConfigError as exc:
         print(f"resilience-exporter: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log.level, config.log.format)
+    if args.command == "agent":
+        return agent(config, once=args.mode == "run-once")
     return serve(config)

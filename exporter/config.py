@@ -17,6 +17,8 @@ from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
 
 import yaml
 
+from exporter.device.failures import FLEET_EXIT_CODES
+
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
 DEFAULT_PORT = 10099
 
@@ -130,6 +132,66 @@ class StateConfig:
 
 
 @dataclass
+class AgentConfig:
+    """The role agent run on a schedule (`agent.command` empty: no agent)."""
+
+    command: list[str] = field(default_factory=list, metadata=_doc(
+        "Agent command and its arguments; empty runs no agent."))
+    name: str = field(default="role-agent", metadata=_doc(
+        'Agent name: breaker circuit_breaker_state{name="agent:<name>"}, health.json, textfile name.'))
+    every: Duration = field(default=Duration(300), metadata=_doc("Run interval (first run at start)."))
+    jitter: Duration = field(default=Duration(0), metadata=_doc("Random delay added to each interval run."))
+    cron: str = field(default="", metadata=_doc('Cron expression used instead of every, e.g. "*/5 * * * *".'))
+    timeout: Duration = field(default=Duration(600), metadata=_doc(
+        "Run time after which the agent's whole process group is killed (exit code 124, failure type timeout)."))
+    kill_grace: Duration = field(default=Duration(5), metadata=_doc("Time between SIGTERM and SIGKILL on timeout."))
+    exit_codes: dict[int, str] = field(default_factory=lambda: dict(FLEET_EXIT_CODES), metadata=_doc(
+        "Exit code -> failure type; unmapped codes become exit_<n>."))
+    transient_failures: list[str] = field(default_factory=lambda: ["compose_failed"], metadata=_doc(
+        "Failure types retried within a run."))
+    max_attempts: int = field(default=2, metadata=_doc("Attempts per run for transient failure types."))
+    retry_backoff: Duration = field(default=Duration(30), metadata=_doc(
+        "First retry delay (full jitter, doubling, capped at 8x)."))
+    stderr_lines: int = field(default=20, metadata=_doc("Last lines of stderr kept for health.json."))
+    health_file: str = field(default="", metadata=_doc("Path of health.json; empty writes none."))
+    breaker_failure_threshold: int = field(default=3, metadata=_doc("Failed runs in the window that open the agent's breaker."))
+    breaker_window: Duration = field(default=Duration(3600), metadata=_doc("Window for counting failed runs."))
+    breaker_open_timeout: Duration = field(default=Duration(1800), metadata=_doc(
+        "Time runs are suspended before a trial run."))
+
+
+@dataclass
+class TextfileConfig:
+    """node_exporter textfile output."""
+
+    directory: str = field(default="", metadata=_doc(
+        "node_exporter's --collector.textfile.directory; empty writes no textfile."))
+    file: str = field(default="", metadata=_doc(
+        "File name ending in .prom (default resilience_exporter.prom, or role_agent_<name>.prom for `agent`)."))
+    interval: Duration = field(default=Duration(60), metadata=_doc("How often serve writes the whole registry."))
+
+
+@dataclass
+class ProbeConfig:
+    """One HTTP target checked on its own schedule, behind its own breaker."""
+
+    name: str = ""
+    url: str = ""
+    interval: Duration = Duration(30)
+    timeout: Duration = Duration(5)
+    expected_status: int = 200
+    attempts: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
+            raise ValueError(f"name: expected letters, digits, '_', '-' or '.', got {self.name!r}")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url: expected an http:// or https:// URL, got {self.url!r}")
+        if not (self.interval > 0 and self.timeout > 0 and self.attempts >= 1):
+            raise ValueError("interval and timeout must be > 0 and attempts >= 1")
+
+
+@dataclass
 class Config:
     host: str = field(default_factory=socket.gethostname, metadata=_doc("Value of the host label (default: hostname)."))
     web: WebConfig = field(default_factory=WebConfig)
@@ -137,6 +199,15 @@ class Config:
     docker: DockerConfig = field(default_factory=DockerConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    textfile: TextfileConfig = field(default_factory=TextfileConfig)
+    probes: list[ProbeConfig] = field(default_factory=list, metadata=_doc(
+        "HTTP probes: name, url, interval (30s), timeout (5s), expected_status (200), attempts (2)."))
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.probes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"probes: names must be unique, got {names}")
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -247,7 +318,10 @@ def _build(cls: type, data: Mapping[str, Any], origin: str, prefix: str, *,
             hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(hints)})"
             raise ConfigError(origin, _join(prefix, str(key)), "unknown key" + hint)
     kwargs = {k: _coerce(v, hints[k], origin, _join(prefix, k), from_text=from_text) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a section's own cross-field check (__post_init__)
+        raise ConfigError(origin, prefix, str(exc)) from None
 
 
 def _join(prefix: str, key: str) -> str:

@@ -1,0 +1,154 @@
+"""Atomic file replacement for files other processes read while we write them.
+
+node_exporter's textfile collector and health.json readers must never see half a file, even
+when this process is killed mid-write: write a temp file in the same directory (its name does
+not end in `.prom`, so node_exporter ignores it), flush, fsync, chmod 0644, rename over the
+target, fsync the directory so the rename itself survives a power cut.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[str, int], int]
+"""Like `os.open(path, flags)` minus the mode; injectable so tests can simulate a full disk."""
+
+TEMP_INFIX = ".tmp-"
+
+
+def temp_prefix(target: Path) -> str:
+    """Hidden name prefix of our temp files for `target`: `.name.tmp-` (no `.prom` suffix)."""
+    return f".{target.name}{TEMP_INFIX}"
+
+
+def _default_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def replace_atomically(target: Path, data: bytes, *, mode: int = 0o644, opener: Opener = _default_opener) -> None:
+    """Replace `target` with `data` so readers see the old file or the new one, never a mix.
+
+    On any error the temp file is removed and `target` is left as it was; the OSError is raised.
+    """
+    directory = target.parent
+    temp = directory / f"{temp_prefix(target)}{os.getpid()}"
+    fd = -1
+    try:
+        fd = opener(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        os.fchmod(fd, mode)
+        os.close(fd)
+        fd = -1
+        os.rename(temp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Persist a rename; some filesystems refuse fsync on directories, which is harmless."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def remove_stale_temps(target: Path) -> int:
+    """Delete temp files a killed writer of `target` left behind; returns how many."""
+    removed = 0
+    prefix = temp_prefix(target)
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(prefix):
+            try:
+                os.unlink(target.parent / name)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+class AtomicFile:
+    """A file rewritten whole from `render()`; a failed write keeps the previous file.
+
+    Failures are counted in `errors_total` and logged once per streak of failures (then once
+    when writing works again), so a full disk does not flood the journal.
+    """
+
+    def __init__(self, path: str | Path, render: Callable[[], bytes], *, kind: str,
+                 opener: Opener | None = None) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self._render = render
+        self._opener = opener or _default_opener
+        self._lock = threading.Lock()
+        self.errors_total = 0
+        self.writes_total = 0
+        self._failing = False
+        remove_stale_temps(self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def write(self) -> bool:
+        """Render and replace the file; False (counted, logged once) when the write failed."""
+        with self._lock:
+            data = self._render()
+            try:
+                replace_atomically(self.path, data, opener=self._opener)
+            except OSError as exc:
+                self.errors_total += 1
+                if not self._failing:
+                    self._failing = True
+                    log.error(f"cannot write {self.kind}; keeping the previous file", extra={"fields": {
+                        "path": str(self.path), "err": describe(exc), "remedy": remedy(exc)}})
+                return False
+            self.writes_total += 1
+            if self._failing:
+                self._failing = False
+                log.info(f"{self.kind} written again", extra={"fields": {"path": str(self.path)}})
+            return True
+
+
+def describe(exc: OSError) -> str:
+    """`ENOSPC: No space left on device` style text for logs."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{name}: {exc.strerror}" if name and exc.strerror else str(exc)
+
+
+def remedy(exc: OSError) -> str:
+    """What a person should do about a failed write."""
+    if exc.errno == errno.ENOSPC:
+        return "free space on the directory's filesystem"
+    if exc.errno == errno.EROFS:
+        return "the filesystem is read-only; remount it read-write or configure another directory"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "let the exporter's user write to the directory"
+    if exc.errno == errno.ENOENT:
+        return "create the directory"
+    return "check the directory and its filesystem"

@@ -1,0 +1,100 @@
+"""health.json: the agent's last run, failure streak and breaker, for people and local tools.
+
+Written atomically after every run. The shape is `health.schema.json` (shipped in this package
+and documented in the README); `read_counters` lets `agent run-once` continue the counters of
+the previous invocation.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from exporter.device.atomic import AtomicFile
+from exporter.device.failures import FailureTypes
+from exporter.device.status import AgentSnapshot
+from exporter.resilience import CircuitBreaker, CircuitState
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).with_name("health.schema.json")
+SCHEMA_VERSION = 1
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def health_document(snap: AgentSnapshot, breaker: CircuitBreaker, command: Sequence[str], *,
+                    wall: Callable[[], float] = time.time) -> dict[str, Any]:
+    """The health.json mapping for one agent, from its status snapshot and its breaker."""
+    now = wall()
+    breaker_snap = breaker.snapshot()
+    retry_at = now + breaker_snap.retry_after if breaker_snap.retry_after is not None else None
+    run = snap.last_run
+    open_states = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
+    if breaker_snap.state in open_states:
+        status = "circuit_open"
+        when = f"; next trial run after {_iso(retry_at)}" if retry_at is not None else ""
+        last = f" (last: {snap.last_failure_type})" if snap.last_failure_type else ""
+        reason: str | None = (f"circuit breaker agent:{snap.name} is {breaker_snap.state.label} after "
+                              f"{snap.consecutive_failures} consecutive failures{last}; runs are not started{when}")
+    elif run is None:
+        status, reason = "pending", None
+    elif run.success:
+        status, reason = "ok", None
+    else:
+        status = "failing"
+        reason = f"{run.failure_type} (exit code {run.exit_code}): {FailureTypes.remedy(run.failure_type or '')}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": snap.name,
+        "host": snap.host,
+        "command": list(command),
+        "status": status,
+        "reason": reason,
+        "updated_at": now,
+        "last_run_start": run.started_at if run else None,
+        "last_run_end": run.ended_at if run else None,
+        "duration_seconds": run.duration if run else None,
+        "exit_code": run.exit_code if run else None,
+        "failure_type": run.failure_type if run else None,
+        "attempts": run.attempts if run else None,
+        "consecutive_failures": snap.consecutive_failures,
+        "last_failure_type": snap.last_failure_type,
+        "breaker_state": breaker_snap.state.label,
+        "breaker_retry_at": retry_at,
+        "next_run": snap.next_run_at,
+        "stderr_tail": list(run.stderr_tail) if run else [],
+        "runs": dict(snap.runs),
+    }
+
+
+def _iso(unix: float | None) -> str:
+    if unix is None:
+        return "unknown"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+
+
+class HealthFile(AtomicFile):
+    """health.json, rewritten whole from `document()` so readers never see half of it."""
+
+    def __init__(self, path: str | Path, document: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(path, lambda: (json.dumps(document(), indent=2) + "\n").encode(), kind="health.json")
+
+
+def read_counters(path: str | Path) -> dict[str, Any] | None:
+    """The previous health.json's counters, or None when absent or unreadable (then start at 0)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable previous health.json", extra={"fields": {"path": str(path), "err": exc}})
+        return None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or not isinstance(doc.get("runs"), dict):
+        return None
+    return {"runs": doc["runs"], "consecutive_failures": int(doc.get("consecutive_failures") or 0),
+            "last_failure_type": doc.get("last_failure_type")}

@@ -1,0 +1,159 @@
+"""Device-side families: the role agent, HTTP probes and the textfile writers, read from status.
+
+Names are the ones the fleet's alerts already use (`role_agent_*`); `failure_type` comes from
+the configured exit-code map or `exit_<n>`, so its values are bounded. Circuit breakers of the
+agent and probes are exported by the ResilienceCollector like every other breaker.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
+
+from exporter.device.status import PROBE_RESULTS, AgentSnapshot, AgentStatus, ProbeSnapshot, ProbeStatus, RunResult
+from exporter.metrics.exposition import Collector
+from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, render
+
+if TYPE_CHECKING:
+    from exporter.device.components import DeviceSide
+
+
+def _last(fn: Callable[[AgentSnapshot], float]) -> Callable[[AgentSnapshot], Iterable[Sample]]:
+    """Samples of a last-run figure: absent until the first run finished."""
+    def samples(s: AgentSnapshot) -> Iterable[Sample]:
+        if s.last_run is not None:
+            yield (s.host,), fn(s)
+    return samples
+
+
+def _runs(s: AgentSnapshot) -> Iterable[Sample]:
+    for result in RunResult:
+        yield (s.host, result.value), s.runs.get(result.value, 0)
+
+
+def _failure_info(s: AgentSnapshot) -> Iterable[Sample]:
+    if s.last_failure_type is not None:
+        yield (s.host, s.last_failure_type), 1
+
+
+AGENT_FAMILIES: tuple[Family[AgentSnapshot], ...] = (
+    Family("role_agent_last_run_success", GAUGE, "1 if the role agent's last run succeeded, 0 if it failed.",
+           ("host",), _last(lambda s: int(s.last_run.success))),  # type: ignore[union-attr]
+    Family("role_agent_last_run_timestamp_seconds", GAUGE, "Unix time the role agent's last run ended.",
+           ("host",), _last(lambda s: s.last_run.ended_at)),  # type: ignore[union-attr]
+    Family("role_agent_last_run_duration_seconds", GAUGE,
+           "Time the role agent's last run took, summed over its attempts.",
+           ("host",), _last(lambda s: s.last_run.duration)),  # type: ignore[union-attr]
+    Family("role_agent_last_exit_code", GAUGE,
+           "Exit code of the role agent's last run (124 timeout, 128+n killed by signal n).",
+           ("host",), _last(lambda s: s.last_run.exit_code)),  # type: ignore[union-attr]
+    Family("role_agent_runs_total", COUNTER,
+           "Scheduled role agent runs by result: success, failure, skipped (previous still running), "
+           "rejected (breaker open).", ("host", "result"), _runs),
+    Family("role_agent_consecutive_failures", GAUGE, "Role agent runs that failed in a row (0 after a success).",
+           ("host",), lambda s: [((s.host,), s.consecutive_failures)]),
+    Family("role_agent_last_failure_info", GAUGE,
+           "Failure type of the role agent's most recent failed run (always 1).",
+           ("host", "failure_type"), _failure_info),
+)
+
+
+class AgentCollector:
+    """The role_agent_* families of one agent, read from its status at scrape time."""
+
+    def __init__(self, status: AgentStatus) -> None:
+        self._status = status
+
+    def families(self) -> tuple[Family, ...]:
+        return AGENT_FAMILIES
+
+    def collect(self) -> Iterable[tuple[Family, str]]:
+        snap = self._status.snapshot()
+        for family in AGENT_FAMILIES:
+            yield family, render(family, snap, "")
+
+
+def _probe_last(fn: Callable[[ProbeSnapshot], float]) -> Callable[[ProbeSnapshot], Iterable[Sample]]:
+    def samples(s: ProbeSnapshot) -> Iterable[Sample]:
+        if s.last is not None:
+            yield (s.target,), fn(s)
+    return samples
+
+
+def _checks(s: ProbeSnapshot) -> Iterable[Sample]:
+    for result in PROBE_RESULTS:
+        yield (s.target, result), s.checks.get(result, 0)
+
+
+PROBE_FAMILIES: tuple[Family[ProbeSnapshot], ...] = (
+    Family("probe_success", GAUGE, "1 if the last HTTP probe of the target got the expected status, else 0.",
+           ("target",), _probe_last(lambda s: int(s.last.success))),  # type: ignore[union-attr]
+    Family("probe_duration_seconds", GAUGE, "Time the last HTTP probe of the target took, retries included.",
+           ("target",), _probe_last(lambda s: s.last.duration)),  # type: ignore[union-attr]
+    Family("probe_checks_total", COUNTER,
+           "HTTP probe checks by result: success, failure, rejected (breaker open, not sent).",
+           ("target", "result"), _checks),
+)
+
+
+class ProbeCollector:
+    """probe_* families of every configured target."""
+
+    def __init__(self, status: ProbeStatus) -> None:
+        self._status = status
+
+    def families(self) -> tuple[Family, ...]:
+        return PROBE_FAMILIES
+
+    def collect(self) -> Iterable[tuple[Family, str]]:
+        snaps = self._status.snapshots()
+        for family in PROBE_FAMILIES:
+            yield family, "".join(render(family, s, "") for s in snaps)
+
+
+class CountsErrors(Protocol):
+    """Anything counting its failed writes (TextfileWriter)."""
+
+    errors_total: int
+
+
+TEXTFILE_ERRORS: Family[int] = Family(
+    "resilience_exporter_textfile_write_errors_total", COUNTER,
+    "Failed writes of the node_exporter textfile; the previous file is kept.", (), lambda n: [((), n)])
+
+
+class TextfileCollector:
+    """Failed writes of the textfile writers, looked up at scrape time (they are attached late)."""
+
+    def __init__(self, writers: Callable[[], Sequence[CountsErrors]]) -> None:
+        self._writers = writers
+
+    def families(self) -> tuple[Family, ...]:
+        return (TEXTFILE_ERRORS,)
+
+    def collect(self) -> Iterable[tuple[Family, str]]:
+        yield TEXTFILE_ERRORS, render(TEXTFILE_ERRORS, sum(w.errors_total for w in self._writers()), "")
+
+
+def device_collectors(side: DeviceSide) -> list[Collector]:
+    """Collectors for what the configuration enabled: agent, probes, textfile (each optional)."""
+    collectors: list[Collector] = []
+    if side.agent_status is not None:
+        collectors.append(AgentCollector(side.agent_status))
+    if side.prober is not None:
+        collectors.append(ProbeCollector(side.probe_status))
+    if side.config.textfile.directory:
+        collectors.append(TextfileCollector(lambda: side.writers))
+    return collectors
+
+
+def render_text(collectors: Sequence[Collector]) -> bytes:
+    """Prometheus text of `collectors` only, for a textfile: no process_* or python_* families.
+
+    node_exporter exposes its own process_* metrics; the same names in a textfile would make
+    `node_textfile_scrape_error` 1, so the exposition's process registry is left out here.
+    """
+    parts: list[str] = []
+    for collector in collectors:
+        for family, body in collector.collect():
+            parts.append(family.header(openmetrics=False))
+            parts.append(body)
+    return "".join(parts).encode()

@@ -13,10 +13,11 @@ Rules (also in README):
   The next expected restart follows the engine's own schedule: 100 ms doubling to 1 min, reset
   after a run of 10 s or more.
 - Unhealthy: `health_status: unhealthy` while running; healthy/starting are tracked too.
-- restarts: like the engine's RestartCount, one per restart the restart policy schedules at a
-  `die` (always; unless-stopped; on-failure with a non-zero exit under its maximum), except after
-  a stop (a `kill` with the stop signal), plus one per manual start of a stopped container. The
-  engine zeroes its RestartCount on a manual start; ours is a counter and never goes down.
+- restarts: exactly the engine's RestartCount: one per restart the restart policy schedules at
+  a `die` (always; unless-stopped; on-failure with a non-zero exit under its maximum), none after
+  a stop (a `kill` with the stop signal); back to 0 on a manual start, and whatever the engine
+  says at (re)list (it zeroes the count when dockerd itself restarts). Like kube-state-metrics'
+  restarts of a recreated pod, Prometheus reads such a drop as a counter reset.
 
 Counted once across reconnects: an event already reflected in the last inspect (a `start` at
 StartedAt, a `die` at FinishedAt: the engine stamps both within milliseconds, and it never
@@ -50,7 +51,6 @@ class Life:
     stop_signal: int = 15
     exit_on_next: bool = False  # a stop is under way: the next exit is not restarted
     restart_scheduled: bool = False
-    policy_restarts: int = 0   # the engine's RestartCount: restarts since the last manual start
     has_healthcheck: bool = False
     started: bool = False
     streak: int = 0            # consecutive crashes less than CRASH_LOOP_RESET apart
@@ -113,7 +113,6 @@ class DockerLifecycle:
         life.policy = policy.get("Name") or "no"
         life.max_retries = int(policy.get("MaximumRetryCount") or 0)
         life.stop_signal = _signal_number(config.get("StopSignal"))
-        life.policy_restarts = int(data.get("RestartCount") or 0)
         life.restart_scheduled = state.get("Status") == "restarting"
         life.has_healthcheck = bool((config.get("Healthcheck") or {}).get("Test"))
         life.labels = {k: labels[k] for k in self.label_allowlist if k in labels}
@@ -135,7 +134,7 @@ class DockerLifecycle:
             container=(data.get("Name") or "").lstrip("/"), host=self.host,
             namespace=labels.get(COMPOSE_PROJECT, ""), pod=labels.get(COMPOSE_SERVICE, ""),
             image=config.get("Image") or data.get("Image", ""), container_id=cid,
-            restarts=max(record.restarts, engine_restarts), health=health,
+            restarts=engine_restarts, health=health,
             created_at=parse_timestamp(data.get("Created")), started_at=started_at,
             labels=MappingProxyType(dict(life.labels)))
 
@@ -147,7 +146,8 @@ class DockerLifecycle:
                 reason = Reason.START_FAILURE
             record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
                                    last_terminated_at=finished_at)
-            if newer_exit or old is None and status == "created":
+            failed_start = status == "created" and (old is None or old.reason is not Reason.START_FAILURE)
+            if newer_exit or failed_start:
                 record = _counted(record, reason)
                 if oom:
                     record = record.evolve(oom_kills=record.oom_kills + 1)
@@ -226,8 +226,7 @@ class DockerLifecycle:
         if life.restart_scheduled:
             life.restart_scheduled = False  # counted when the restart was scheduled
         elif life.started:
-            restarts += 1                   # a manual start; the engine zeroes its RestartCount
-            life.policy_restarts = 0
+            restarts = 0                    # a manual start: the engine zeroes its RestartCount
         life.started, life.exit_on_next = True, False
         health = Health.STARTING if life.has_healthcheck else Health.NONE
         record = record.evolve(phase=Phase.RUNNING, restarts=restarts, started_at=event.time,
@@ -258,11 +257,10 @@ class DockerLifecycle:
         restarts_again = not life.exit_on_next and (
             life.policy in ("always", "unless-stopped")
             or (life.policy == "on-failure" and exit_code != 0
-                and (life.max_retries == 0 or life.policy_restarts < life.max_retries)))
+                and (life.max_retries == 0 or record.restarts < life.max_retries)))
         life.exit_on_next = False
         life.restart_scheduled = restarts_again
         if restarts_again:
-            life.policy_restarts += 1
             record = record.evolve(restarts=record.restarts + 1)
         if crashed:
             recent = life.last_crash_at is not None and event.time - life.last_crash_at < CRASH_LOOP_RESET

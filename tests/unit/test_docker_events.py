@@ -1,0 +1,115 @@
+"""Docker event parsing and lifecycle rules, without an engine (the engine tests are integration)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.resilience import ResilienceRegistry
+from exporter.sources.docker.events import DockerEvent, parse_timestamp
+from exporter.sources.docker.lifecycle import CRASH_LOOP_RESET, DockerLifecycle
+from exporter.sources.docker.watcher import DockerWatcher
+from exporter.state import Phase, Reason, StateStore
+
+CID = "c" * 64
+
+
+def inspect(status: str = "running", *, restarts: int = 0, exit_code: int = 0, started: str = "2026-01-01T00:00:00.5Z",
+            finished: str = "0001-01-01T00:00:00Z", policy: str = "always", oom: bool = False) -> dict[str, Any]:
+    return {"Id": CID, "Name": "/web", "RestartCount": restarts, "Created": "2026-01-01T00:00:00Z",
+            "State": {"Status": status, "ExitCode": exit_code, "StartedAt": started, "FinishedAt": finished,
+                      "OOMKilled": oom, "Error": ""},
+            "Config": {"Image": "busybox:1", "Labels": {}}, "HostConfig": {"RestartPolicy": {"Name": policy}}}
+
+
+def ev(action: str, t: float, **kw: Any) -> DockerEvent:
+    return DockerEvent("container", action, CID, int(t * 1e9), **kw)
+
+
+def test_timestamps_with_nanoseconds_and_go_zero_time() -> None:
+    assert parse_timestamp("2026-01-01T00:00:01.123456789Z") == 1767225601.123456
+    assert parse_timestamp("0001-01-01T00:00:00Z") is None and parse_timestamp("") is None
+
+
+def test_crash_loop_starts_on_the_second_crash_and_ends_after_ten_quiet_minutes() -> None:
+    life = DockerLifecycle("h")
+    t0 = 1767225600.0
+    r = life.from_inspect(inspect(started="2026-01-01T00:00:00Z"), None)
+    r = life.apply(ev("die", t0 + 1, exit_code=3), r)
+    assert r is not None and r.reason is Reason.ERROR and r.restarts == 1 and r.phase is Phase.WAITING
+    r = life.apply(ev("start", t0 + 1.2), r)
+    r = life.apply(ev("die", t0 + 1.3, exit_code=3), r)
+    assert r is not None and r.reason is Reason.CRASH_LOOP_BACK_OFF and r.restarts == 2
+    assert r.next_retry_at is not None and abs(r.next_retry_at - (t0 + 1.3 + 0.2)) < 1e-6  # engine: 100 ms doubling
+    r = life.apply(ev("start", t0 + 1.6), r)
+    assert r is not None and r.reason is Reason.CRASH_LOOP_BACK_OFF and r.phase is Phase.RUNNING  # sticky
+    assert life.settle(r, t0 + 1.3 + CRASH_LOOP_RESET - 1) is r
+    settled = life.settle(r, t0 + 1.3 + CRASH_LOOP_RESET + 1)
+    assert settled.reason is Reason.RUNNING and settled.failures[Reason.CRASH_LOOP_BACK_OFF] == 1
+
+
+def test_a_stop_is_not_a_scheduled_restart() -> None:
+    life = DockerLifecycle("h")
+    r = life.from_inspect(inspect(), None)
+    r = life.apply(ev("kill", 1767225601.0, signal=15), r)
+    r = life.apply(ev("die", 1767225601.1, exit_code=143), r)
+    assert r is not None and r.restarts == 0 and r.phase is Phase.TERMINATED and r.reason is Reason.ERROR
+
+
+def test_events_already_in_the_inspect_are_not_counted_twice() -> None:
+    life = DockerLifecycle("h")
+    r = life.from_inspect(inspect("exited", restarts=4, exit_code=3, started="2026-01-01T00:00:05Z",
+                                  finished="2026-01-01T00:00:06Z", policy="no"), None)
+    assert r.restarts == 4 and r.failures[Reason.ERROR] == 1
+    t = 1767225606.0
+    same = life.apply(ev("die", t + 0.004, exit_code=3), r)   # the inspected exit, stamped a few ms later
+    assert same is r
+    older = life.apply(ev("die", t - 3, exit_code=3), r)       # an exit the inspect does not show
+    assert older is not None and older.failures[Reason.ERROR] == 2 and older.last_terminated_at == r.last_terminated_at
+    assert life.apply(ev("start", t - 1.5), r) is r            # older than the inspected start
+
+
+def test_oom_then_die_counts_one_oom_kill() -> None:
+    life = DockerLifecycle("h")
+    r = life.from_inspect(inspect(policy="no"), None)
+    r = life.apply(ev("oom", 1767225601.0), r)
+    r = life.apply(ev("die", 1767225601.01, exit_code=137), r)
+    assert r is not None and r.reason is Reason.OOM_KILLED and r.oom_kills == 1
+    assert dict(r.failures) == {Reason.OOM_KILLED: 1} and r.last_exit_code == 137
+
+
+def test_on_failure_stops_restarting_at_its_maximum() -> None:
+    life = DockerLifecycle("h")
+    data = inspect()
+    data["HostConfig"]["RestartPolicy"] = {"Name": "on-failure", "MaximumRetryCount": 1}
+    r = life.from_inspect(data, None)
+    r = life.apply(ev("die", 1767225601.0, exit_code=1), r)
+    r = life.apply(ev("start", 1767225601.2), r)
+    r = life.apply(ev("die", 1767225601.3, exit_code=1), r)
+    assert r is not None and r.restarts == 1 and r.phase is Phase.TERMINATED
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=12)
+event_like = st.fixed_dictionaries({}, optional={
+    "Type": st.sampled_from(["container", "network", "image", 3]) | st.text(max_size=5),
+    "Action": st.sampled_from(["start", "die", "oom", "destroy", "health_status: unhealthy", "exec_die", "kill"]) | json_values,
+    "Actor": st.fixed_dictionaries({}, optional={"ID": st.text(max_size=5) | json_values,
+                                                 "Attributes": st.dictionaries(st.sampled_from(["exitCode", "name", "image", "signal", "container"]),
+                                                                               json_values | st.text(max_size=5), max_size=4) | json_values}) | json_values,
+    "timeNano": st.integers() | json_values, "time": st.integers(min_value=0) | json_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=event_like | json_values)
+def test_malformed_or_unknown_events_are_counted_and_never_crash(payload: Any) -> None:
+    store = StateStore()
+    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
+    watcher.handle_line(json.dumps(payload))
+    watcher.handle_line(b"{not json")
+    (status,) = store.sources()
+    assert sum(status.events.values()) == 2 and status.events["malformed"] >= 1
+    assert set(status.events) <= {"ok", "malformed", "ignored", "duplicate"}

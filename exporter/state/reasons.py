@@ -32,6 +32,7 @@ class Reason(str, Enum):
     RUNNING = ("Running", Classification.OK, "Nothing to do.")
     COMPLETED = ("Completed", Classification.OK, "Nothing to do: the container exited with code 0.")
     CREATED = ("Created", Classification.OK, "The container exists but was never started; start it or remove it.")
+    PULLED = ("Pulled", Classification.OK, "Nothing to do: the desired image is on the host.")
     PAUSED = ("Paused", Classification.OK, "The container is paused; unpause it when it should run again.")
     CONTAINER_CREATING = ("ContainerCreating", Classification.TRANSIENT,
                           "Wait; if it persists, check volume mounts, secrets and the node's runtime events.")

@@ -113,11 +113,12 @@ class StateStore:
             self._notify(key, None)
         return old
 
-    def retain(self, keys: Iterable[str], *, source: str) -> list[str]:
-        """Remove every record of `source` whose key is not in `keys` (after a relist)."""
+    def retain(self, keys: Iterable[str], *, source: str, kind: str = "container") -> list[str]:
+        """Remove every record of `source` and `kind` whose key is not in `keys` (after a relist)."""
         keep = set(keys)
         with self._lock:
-            gone = [k for k, r in self._records.items() if r.source.value == source and k not in keep]
+            gone = [k for k, r in self._records.items()
+                    if r.source.value == source and r.kind == kind and k not in keep]
         for key in gone:
             self.remove(key)
         return gone

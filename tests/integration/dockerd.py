@@ -34,11 +34,17 @@ class PrivateDockerd:
 
     # -- process ---------------------------------------------------------------------------
     def start(self) -> None:
+        # Its own mount namespace with a resolv.conf naming 127.0.0.1, where nothing answers:
+        # DNS failures stay on loopback and are immediate.
+        resolv = self.root / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         args = [self.dockerd, "--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
                 f"--data-root={self.root / 'data'}", f"--exec-root={self.root / 'exec'}",
                 f"--pidfile={self.root / 'dockerd.pid'}", "-H", self.url]
+        script = f'mount --bind "{resolv}" /etc/resolv.conf && exec "$@"'
+        command = [require_binary("unshare"), "--mount", "--propagation", "private", "sh", "-c", script, "dockerd", *args]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self.ping, timeout=60, message=f"dockerd on {self.socket} (log: {self.log})")
 
     def ping(self) -> bool:

@@ -89,15 +89,23 @@ def serve(config: Config) -> int:
         log.error("cannot listen", extra={"fields": {"address": config.web.listen_address, "err": exc}})
         return 1
 
+    _wait_for_signal()
+    exporter.stop()
+    return 0
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGTERM or SIGINT, logging which one arrived."""
+    received = threading.Event()
+
     def _stop(signum: int, _frame: object) -> None:
         log.info("received signal, shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
-        exporter.stop()
+        received.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    while not exporter.wait(1.0):
+    while not received.wait(1.0):
         pass
-    return 0
 
 
 def agent(config: Config, *, once: bool) -> int:
@@ -124,16 +132,7 @@ def agent(config: Config, *, once: bool) -> int:
     if once:
         return side.run_once()
     side.start()
-    stopped = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        log.info("received signal, shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not stopped.wait(1.0):
-        pass
+    _wait_for_signal()
     side.stop()
     log.info("stopped")
     return 0

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
 
 import yaml
 
-from exporter.device.failures import FLEET_EXIT_CODES
+from exporter.device.failures import FLEET_EXIT_CODES, FailureTypes
 
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
 DEFAULT_PORT = 10099
@@ -158,6 +158,16 @@ class AgentConfig:
     breaker_window: Duration = field(default=Duration(3600), metadata=_doc("Window for counting failed runs."))
     breaker_open_timeout: Duration = field(default=Duration(1800), metadata=_doc(
         "Time runs are suspended before a trial run."))
+
+    def __post_init__(self) -> None:
+        FailureTypes(self.exit_codes)  # ValueError names the bad code or type
+        if self.cron:
+            from apscheduler.triggers.cron import CronTrigger  # only when a cron schedule is configured
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f'cron: expected 5 cron fields like "*/5 * * * *", got {self.cron!r} ({exc})') from None
 
 
 @dataclass

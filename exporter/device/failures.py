@@ -35,9 +35,9 @@ class FailureTypes:
         self._map = {**BUILTIN_EXIT_CODES, **(FLEET_EXIT_CODES if configured is None else dict(configured))}
         for code, name in self._map.items():
             if not (0 < code <= 255):
-                raise ValueError(f"agent.exit_codes: exit code must be 1-255, got {code}")
+                raise ValueError(f"exit_codes: exit code must be 1-255, got {code}")
             if not name or not all(c.isalnum() or c == "_" for c in name):
-                raise ValueError(f"agent.exit_codes[{code}]: failure type must be letters, digits and _, got {name!r}")
+                raise ValueError(f"exit_codes[{code}]: failure type must be letters, digits and _, got {name!r}")
 
     def __repr__(self) -> str:
         return f"FailureTypes({self._map!r})"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -268,3 +269,22 @@ def test_serve_runs_the_agent_in_process_and_metrics_pass_promtool(tmp_path: Pat
     finally:
         app.stop()
     assert json.loads((tmp_path / "health.json").read_text())["failure_type"] == "compose_failed"
+
+
+def test_agent_command_runs_on_its_schedule_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    agent = script(tmp_path, f"echo run >> {tmp_path}/runs\n")
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--host", "pi-1", "agent", "--every", "200ms",
+                             "--name", "edge", "--textfile-dir", str(tmp_path), "--", str(agent)],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        def runs_in_textfile() -> bool:
+            prom = (tmp_path / "role_agent_edge.prom").read_text()
+            return 'role_agent_runs_total{host="pi-1",result="success"} 3' in prom
+
+        wait_until(runs_in_textfile, timeout=20, message="three scheduled runs in the textfile")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    assert proc.stderr is not None
+    log = proc.stderr.read()
+    assert "msg=\"agent scheduled\"" in log and "msg=stopped" in log

@@ -60,7 +60,7 @@ def test_failure_types_come_from_the_map_or_exit_n_so_labels_stay_bounded() -> N
         "exit_9", "exit_255"]
     assert FailureTypes({124: "deadline"}).of(124) == "deadline"  # the configured map wins
     assert len({types.of(c) for c in range(256)}) == 256
-    with pytest.raises(ValueError, match=r"agent.exit_codes\[5\]: failure type must be"):
+    with pytest.raises(ValueError, match=r"^exit_codes\[5\]: failure type must be"):
         FailureTypes({5: "has space"})
     assert "inventory" in FailureTypes.remedy("inventory_missing") and FailureTypes.remedy("exit_9")
 
@@ -114,6 +114,12 @@ def test_agent_and_probe_config_sections(tmp_path: Path) -> None:
         read_file(f)
     f.write_text("probes:\n  - {name: api, url: 'http://a'}\n  - {name: api, url: 'http://b'}\n")
     with pytest.raises(ConfigError, match=r"probes: names must be unique"):
+        read_file(f)
+    f.write_text("agent:\n  cron: every minute\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: agent: cron: expected 5 cron fields"):
+        read_file(f)
+    f.write_text("agent:\n  exit_codes: {5: 'disk full'}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: agent: exit_codes\[5\]: failure type must be"):
         read_file(f)
     f.write_text("probes:\n  - {name: api, url: 'http://a', timout: 5s}\n")
     with pytest.raises(ConfigError, match=r"probes\[0\]\.timout: unknown key \(did you mean 'timeout'\?\)"):

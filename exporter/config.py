@@ -106,6 +106,27 @@ class LogConfig:
 
 
 @dataclass
+class PullImageConfig:
+    image: str = field(default="", metadata=_doc("Image reference, e.g. registry:5000/app:1.2."))
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = field(default="IfNotPresent", metadata=_doc(
+        "Kubernetes pull policy: IfNotPresent, Always (pull every interval), Never (report ErrImageNeverPull)."))
+
+
+@dataclass
+class PullGuardConfig:
+    enabled: bool = field(default=False, metadata=_doc("Pull missing desired images with the kubelet's back-off."))
+    images: list[PullImageConfig] = field(default_factory=list, metadata=_doc(
+        "Desired images, a YAML list of {image, pull_policy} (file only)."))
+    images_from: Literal["", "containers"] = field(default="", metadata=_doc(
+        "Also guard the images of the host's containers."))
+    interval: Duration = field(default=Duration(10), metadata=_doc("Time between reconcile passes."))
+    max_manifest_attempts: int = field(default=10, metadata=_doc(
+        "Failed pulls of a missing tag/manifest before it is marked terminal."))
+    backoff_initial: Duration = field(default=Duration(10), metadata=_doc("First back-off after a failed pull."))
+    backoff_max: Duration = field(default=Duration(300), metadata=_doc("Back-off cap (doubling from initial)."))
+
+
+@dataclass
 class DockerConfig:
     enabled: Literal["auto", "true", "false"] = field(default="auto", metadata=_doc(
         "Watch a Docker engine; auto = when docker.host or DOCKER_HOST is set or /var/run/docker.sock exists."))
@@ -114,6 +135,7 @@ class DockerConfig:
     label_allowlist: list[str] = field(default_factory=list, metadata=_doc(
         "Container labels copied into workload_container_labels (none by default)."))
     reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects."))
+    pull_guard: PullGuardConfig = field(default_factory=PullGuardConfig)
 
 
 @dataclass

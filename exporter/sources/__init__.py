@@ -37,6 +37,24 @@ def docker_address(config: Config) -> str | None:
     return None
 
 
+def _pull_guard(config: Config, store: StateStore, address: str) -> Source:
+    import docker
+
+    from exporter.resilience import KubeletBackoff
+    from exporter.sources.docker.pullguard import DesiredImage, PullGuard
+
+    guard = config.docker.pull_guard
+    log.info("image pull guard enabled: the exporter will pull images (POST requests to the engine)",
+             extra={"fields": {"images": len(guard.images), "images_from": guard.images_from or "-"}})
+    return PullGuard(
+        store, host=config.host,
+        client_factory=lambda: docker.APIClient(base_url=address, version="auto", timeout=300),
+        images=[DesiredImage(i.image, i.pull_policy) for i in guard.images],
+        images_from_containers=guard.images_from == "containers",
+        backoff=KubeletBackoff(float(guard.backoff_initial), float(guard.backoff_max)),
+        max_manifest_attempts=guard.max_manifest_attempts, interval=float(guard.interval))
+
+
 def build_sources(config: Config, store: StateStore, registry: ResilienceRegistry) -> list[Source]:
     """The sources this configuration enables; none is a normal, logged situation."""
     sources: list[Source] = []
@@ -49,6 +67,9 @@ def build_sources(config: Config, store: StateStore, registry: ResilienceRegistr
             label_allowlist=tuple(config.docker.label_allowlist),
             reconnect_max_backoff=float(config.docker.reconnect_max_backoff)))
         log.info("docker source enabled", extra={"fields": {"address": address}})
+        guard = config.docker.pull_guard
+        if guard.enabled:
+            sources.append(_pull_guard(config, store, address))
     if not sources:
         log.warning("no Docker or Kubernetes source is configured or reachable; "
                     "serving resilience and self metrics only")

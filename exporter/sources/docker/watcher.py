@@ -53,6 +53,7 @@ class DockerWatcher:
         self._seen_at_last: set[tuple[str, str]] = set()   # (id, action) applied at _last_nano
         self._ids: set[str] = set()
         self._up: bool | None = None
+        self.syncs = 0  # completed list+inspect passes: 1 after start, +1 per reconnect
         store.register_source(SOURCE)
 
     # -- lifecycle of the watcher ----------------------------------------------------------
@@ -115,6 +116,7 @@ class DockerWatcher:
             self._consume(client.events(since=_since(self._last_nano / 1e9), until=_since(now),
                                         filters=self._filters(), decode=False))
         self._relist(client)
+        self.syncs += 1
         self.store.set_source(SOURCE, synced=True)
         self._set_up(True, containers=len(self._ids))
         self._stream = client.events(since=_since(now), filters=self._filters(), decode=False)

@@ -1,7 +1,9 @@
 """`python -m bench [name ...]`: run benchmarks and print one side-by-side table.
 
 Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached exposition vs
-client_python), textfile (SIGKILLed textfile writers vs naive writes, read by node_exporter).
+client_python), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
+scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
+vs naive writes, read by node_exporter).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape", "textfile")
+SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile")
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from exporter.state.model import ContainerRecord
 
@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, "ContainerRecord | None"], None]
 
 
-@dataclass(frozen=True)
-class Transition:
-    """A container moved from one reason to another (or appeared/disappeared)."""
+class Transition(NamedTuple):
+    """A container moved from one reason to another (or appeared/disappeared); a NamedTuple
+    because one is built on the event hot path."""
 
     at: float
     key: str
@@ -125,6 +125,8 @@ class StateStore:
 
     def _record_transition(self, old: ContainerRecord | None, new: ContainerRecord | None,
                            message: str) -> None:
+        if old is not None and new is not None and old.reason is new.reason and old.raw_reason == new.raw_reason:
+            return  # the common case on the event path: no change of reason
         ref = new or old
         assert ref is not None
         before = old.display_reason if old else ""
@@ -174,10 +176,15 @@ class StateStore:
                 status.synced = synced
 
     def count_event(self, name: str, result: str, n: int = 1) -> None:
-        """Count a source event by result (ok, malformed, ignored, ...)."""
-        with self._lock:
-            status = self._sources.setdefault(name, SourceStatus(name))
-            status.events[result] = status.events.get(result, 0) + n
+        """Count a source event by result (ok, malformed, ignored, ...).
+
+        No lock: each source's counters have one writer, its own thread, and this runs per event.
+        """
+        status = self._sources.get(name)
+        if status is None:
+            status = self.register_source(name)
+        events = status.events
+        events[result] = events.get(result, 0) + n
 
     def count_dropped(self, name: str) -> None:
         """A new object was not tracked because the source's cap was reached."""
@@ -186,7 +193,7 @@ class StateStore:
 
     def sources(self) -> list[SourceStatus]:
         with self._lock:
-            return [SourceStatus(s.name, s.up, s.synced, dict(s.events), s.dropped) for s in self._sources.values()]
+            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped) for s in self._sources.values()]
 
     def ready(self) -> bool:
         """Ready once every registered source has finished its initial sync."""

@@ -1,6 +1,7 @@
 """dockerd goes away while containers crash; after reconnect the counts equal the engine's."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,3 +46,4 @@ def test_engine_restarts_during_a_crash_storm_lose_and_double_count_nothing(dock
         assert total_runs >= 2 * TRIALS
     finally:
         h.close()
+        shutil.rmtree(data, ignore_errors=True)

@@ -184,7 +184,9 @@ class DockerLifecycle:
     def apply(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord | None:
         """The record after `event`; None means the container is gone (destroy)."""
         action = event.action
-        life = self.lives.setdefault(event.container_id, Life())
+        life = self.lives.get(event.container_id)
+        if life is None:
+            life = self.lives[event.container_id] = Life()
         if action == "destroy":
             self.lives.pop(event.container_id, None)
             return None
@@ -205,7 +207,7 @@ class DockerLifecycle:
         if action == "pause":
             return record.evolve(reason=Reason.PAUSED)
         if action == "unpause":
-            return record.evolve(reason=self._running_reason(record, life))
+            return record.evolve(reason=self._running_reason(record.reason, record.health, life))
         if action == "rename" and event.name:
             return record.evolve(container=event.name.lstrip("/"))
         return record  # kill, stop, restart, create: state follows from the other events
@@ -229,14 +231,14 @@ class DockerLifecycle:
             restarts = 0                    # a manual start: the engine zeroes its RestartCount
         life.started, life.exit_on_next = True, False
         health = Health.STARTING if life.has_healthcheck else Health.NONE
-        record = record.evolve(phase=Phase.RUNNING, restarts=restarts, started_at=event.time,
-                               next_retry_at=None, health=health, message="")
-        return record.evolve(reason=self._running_reason(record, life))
+        return record.evolve(phase=Phase.RUNNING, restarts=restarts, started_at=event.time, next_retry_at=None,
+                             health=health, message="", reason=self._running_reason(record.reason, health, life))
 
-    def _running_reason(self, record: ContainerRecord, life: Life) -> Reason:
-        if life.streak >= 2 and record.reason is Reason.CRASH_LOOP_BACK_OFF:
+    @staticmethod
+    def _running_reason(current: Reason, health: Health, life: Life) -> Reason:
+        if life.streak >= 2 and current is Reason.CRASH_LOOP_BACK_OFF:
             return Reason.CRASH_LOOP_BACK_OFF
-        return Reason.UNHEALTHY if record.health is Health.UNHEALTHY else Reason.RUNNING
+        return Reason.UNHEALTHY if health is Health.UNHEALTHY else Reason.RUNNING
 
     def _die(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         exit_code = event.exit_code if event.exit_code is not None else -1
@@ -247,12 +249,11 @@ class DockerLifecycle:
             if event.time > finished - SAME_CYCLE:
                 return record  # the inspected exit itself, counted at inspect
             return record if oom else _counted(record, reason)  # an older exit: count it, state is newer
-        if not oom:  # the oom event already counted OOMKilled
-            record = _counted(record, reason)
+        failures = [] if oom or not reason.is_failure else [reason]  # the oom event counted OOMKilled
         ran_for = event.time - record.started_at if record.started_at else 0.0
         life.quick_exits = life.quick_exits + 1 if ran_for < ENGINE_DELAY_RESET else 1
-        record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
-                               last_terminated_at=event.time)
+        changes: dict[str, object] = {"last_exit_code": exit_code, "last_terminated_reason": reason,
+                                      "last_terminated_at": event.time}
         crashed = exit_code != 0 or oom
         restarts_again = not life.exit_on_next and (
             life.policy in ("always", "unless-stopped")
@@ -260,22 +261,26 @@ class DockerLifecycle:
                 and (life.max_retries == 0 or record.restarts < life.max_retries)))
         life.exit_on_next = False
         life.restart_scheduled = restarts_again
-        if restarts_again:
-            record = record.evolve(restarts=record.restarts + 1)
         if crashed:
             recent = life.last_crash_at is not None and event.time - life.last_crash_at < CRASH_LOOP_RESET
             life.streak = life.streak + 1 if recent else 1
             life.last_crash_at = event.time
         if not restarts_again:
-            return record.evolve(phase=Phase.TERMINATED, reason=reason, next_retry_at=None)
-        next_retry = event.time + ENGINE_RESTART_DELAY.delay(life.quick_exits)
-        if crashed and life.streak >= 2:
-            if record.reason is not Reason.CRASH_LOOP_BACK_OFF:
-                record = record.with_failure(Reason.CRASH_LOOP_BACK_OFF)
-            return record.evolve(phase=Phase.WAITING, reason=Reason.CRASH_LOOP_BACK_OFF,
-                                 next_retry_at=next_retry,
-                                 message=f"back-off restarting failed container (exit {exit_code})")
-        return record.evolve(phase=Phase.WAITING, reason=reason, next_retry_at=next_retry)
+            changes.update(phase=Phase.TERMINATED, reason=reason, next_retry_at=None)
+        else:
+            changes.update(restarts=record.restarts + 1, phase=Phase.WAITING, reason=reason,
+                           next_retry_at=event.time + ENGINE_RESTART_DELAY.delay(life.quick_exits))
+            if crashed and life.streak >= 2:
+                if record.reason is not Reason.CRASH_LOOP_BACK_OFF:
+                    failures.append(Reason.CRASH_LOOP_BACK_OFF)
+                changes.update(reason=Reason.CRASH_LOOP_BACK_OFF,
+                               message=f"back-off restarting failed container (exit {exit_code})")
+        if failures:
+            counts = dict(record.failures)
+            for failure in failures:
+                counts[failure] = counts.get(failure, 0) + 1
+            changes["failures"] = MappingProxyType(counts)
+        return record.evolve(**changes)
 
     def _health(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 from exporter.device.status import PROBE_RESULTS, AgentSnapshot, AgentStatus, ProbeSnapshot, ProbeStatus, RunResult
-from exporter.metrics.exposition import Collector
+from exporter.metrics.exposition import Collector, render_collectors
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, render
 
 if TYPE_CHECKING:
@@ -151,9 +151,4 @@ def render_text(collectors: Sequence[Collector]) -> bytes:
     node_exporter exposes its own process_* metrics; the same names in a textfile would make
     `node_textfile_scrape_error` 1, so the exposition's process registry is left out here.
     """
-    parts: list[str] = []
-    for collector in collectors:
-        for family, body in collector.collect():
-            parts.append(family.header(openmetrics=False))
-            parts.append(body)
-    return "".join(parts).encode()
+    return render_collectors(collectors).encode()

@@ -25,6 +25,21 @@ class Collector(Protocol):
     def collect(self) -> Iterable[tuple[Family, str]]: ...
 
 
+def render_collectors(collectors: Iterable[Collector], *, openmetrics: bool = False,
+                      headers: dict[tuple[str, bool], str] | None = None) -> str:
+    """HELP/TYPE + sample text of every family of `collectors` (no process metrics, no # EOF)."""
+    cache = headers if headers is not None else {}
+    parts: list[str] = []
+    for collector in collectors:
+        for family, body in collector.collect():
+            header = cache.get((family.name, openmetrics))
+            if header is None:
+                header = cache[(family.name, openmetrics)] = family.header(openmetrics=openmetrics)
+            parts.append(header)
+            parts.append(body)
+    return "".join(parts)
+
+
 def wants_openmetrics(accept: str | None) -> bool:
     """Content negotiation as Prometheus does it: OpenMetrics only when asked for."""
     return bool(accept) and "application/openmetrics-text" in accept  # type: ignore[operator]
@@ -55,15 +70,7 @@ class Exposition:
     def render(self, *, openmetrics: bool = False) -> bytes:
         """One full scrape body in the requested format."""
         start = time.perf_counter()
-        parts: list[str] = []
-        for collector in self._collectors:
-            for family, body in collector.collect():
-                header = self._headers.get((family.name, openmetrics))
-                if header is None:
-                    header = self._headers[(family.name, openmetrics)] = family.header(openmetrics=openmetrics)
-                parts.append(header)
-                parts.append(body)
-        text = "".join(parts).encode()
+        text = render_collectors(self._collectors, openmetrics=openmetrics, headers=self._headers).encode()
         if openmetrics:
             tail = generate_openmetrics(self.process_registry)  # ends with "# EOF\n"
         else:

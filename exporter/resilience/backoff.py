@@ -100,8 +100,8 @@ class Exponential(_NoReset):
 
 
 @dataclass(frozen=True)
-class FullJitter(_NoReset):
-    """uniform(0, min(cap, base*2**(attempt-1))): the AWS post's best spread of load."""
+class _Doubling(_NoReset):
+    """Shared shape of the jittered strategies: base doubling per attempt up to cap."""
 
     base: float = 1.0
     cap: float = 30.0
@@ -111,29 +111,27 @@ class FullJitter(_NoReset):
         _check_base_cap(self.base, self.cap)
         object.__setattr__(self, "_limit", _doubling_limit(self.base, self.cap))
 
-    def delay(self, attempt: int, previous: float | None = None,
-              rng: random.Random | None = None) -> float:
+    def _ceiling(self, attempt: int) -> float:
         _check_attempt(attempt)
-        v = _capped(self.base, self.cap, attempt, self._limit)
-        return (rng or random).uniform(0.0, v)
+        return _capped(self.base, self.cap, attempt, self._limit)
 
 
 @dataclass(frozen=True)
-class EqualJitter(_NoReset):
-    """v/2 + uniform(0, v/2): keeps a guaranteed minimum wait while still spreading clients."""
-
-    base: float = 1.0
-    cap: float = 30.0
-    _limit: float = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_base_cap(self.base, self.cap)
-        object.__setattr__(self, "_limit", _doubling_limit(self.base, self.cap))
+class FullJitter(_Doubling):
+    """uniform(0, min(cap, base*2**(attempt-1))): the AWS post's best spread of load."""
 
     def delay(self, attempt: int, previous: float | None = None,
               rng: random.Random | None = None) -> float:
-        _check_attempt(attempt)
-        half = _capped(self.base, self.cap, attempt, self._limit) / 2.0
+        return (rng or random).uniform(0.0, self._ceiling(attempt))
+
+
+@dataclass(frozen=True)
+class EqualJitter(_Doubling):
+    """v/2 + uniform(0, v/2): keeps a guaranteed minimum wait while still spreading clients."""
+
+    def delay(self, attempt: int, previous: float | None = None,
+              rng: random.Random | None = None) -> float:
+        half = self._ceiling(attempt) / 2.0
         return half + (rng or random).uniform(0.0, half)
 
 

@@ -23,7 +23,7 @@ class RenderCache(Generic[K, T]):
         self.families = tuple(families)
         self._prefix = prefix
         self._lookup = lookup
-        self._text: list[dict[K, str]] = [{} for _ in self.families]
+        self._text: list[dict[K, bytes]] = [{} for _ in self.families]
         self._dirty: set[K] = set()
         self._dirty_lock = threading.Lock()
         self._render_lock = threading.Lock()
@@ -53,17 +53,20 @@ class RenderCache(Generic[K, T]):
             for family, texts in zip(self.families, self._text):
                 text = render(family, obj, prefix)
                 if text:
-                    texts[key] = text
+                    texts[key] = text.encode()  # bytes: a scrape then joins without re-encoding
                 else:
                     texts.pop(key, None)
         return len(dirty)
 
-    def bodies(self) -> Iterable[tuple[Family[T], str]]:
-        """(family, concatenated sample text) for each family, after a refresh."""
+    def bodies(self) -> Iterable[tuple[Family[T], list[bytes]]]:
+        """(family, its objects' rendered chunks) for each family, after a refresh.
+
+        Chunks, not one joined body: the exposition joins the whole scrape once (the text of
+        1,000 containers is ~3 MB, and every extra copy costs about a millisecond here).
+        """
         with self._render_lock:
             self.refresh()
-            return [(family, "".join(texts.values()))
-                    for family, texts in zip(self.families, self._text)]
+            return [(family, list(texts.values())) for family, texts in zip(self.families, self._text)]
 
     def series_count(self) -> int:
-        return sum(text.count("\n") for texts in self._text for text in texts.values())
+        return sum(text.count(b"\n") for texts in self._text for text in texts.values())

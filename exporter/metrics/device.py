@@ -151,4 +151,4 @@ def render_text(collectors: Sequence[Collector]) -> bytes:
     node_exporter exposes its own process_* metrics; the same names in a textfile would make
     `node_textfile_scrape_error` 1, so the exposition's process registry is left out here.
     """
-    return render_collectors(collectors).encode()
+    return render_collectors(collectors)

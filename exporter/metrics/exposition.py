@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Union
 
 from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as generate_text
@@ -22,22 +22,39 @@ from exporter.metrics.family import Family
 class Collector(Protocol):
     def families(self) -> tuple[Family, ...]: ...
 
-    def collect(self) -> Iterable[tuple[Family, str]]: ...
+    def collect(self) -> Iterable[tuple[Family, "Body"]]: ...
 
 
-def render_collectors(collectors: Iterable[Collector], *, openmetrics: bool = False,
-                      headers: dict[tuple[str, bool], str] | None = None) -> str:
-    """HELP/TYPE + sample text of every family of `collectors` (no process metrics, no # EOF)."""
+Body = Union[str, bytes, Iterable[bytes]]
+
+
+def collect_parts(collectors: Iterable[Collector], parts: list[bytes], *, openmetrics: bool = False,
+                  headers: dict[tuple[str, bool], bytes] | None = None) -> list[bytes]:
+    """Append HELP/TYPE and the sample text of every family of `collectors` to `parts`.
+
+    A collector's body is text, bytes, or chunks of bytes (the cached container text); the
+    caller joins the whole scrape once: the text of 1,000 containers is ~3 MB, and each extra
+    copy of it costs about a millisecond here.
+    """
     cache = headers if headers is not None else {}
-    parts: list[str] = []
     for collector in collectors:
         for family, body in collector.collect():
             header = cache.get((family.name, openmetrics))
             if header is None:
-                header = cache[(family.name, openmetrics)] = family.header(openmetrics=openmetrics)
+                header = cache[(family.name, openmetrics)] = family.header(openmetrics=openmetrics).encode()
             parts.append(header)
-            parts.append(body)
-    return "".join(parts)
+            if isinstance(body, str):
+                parts.append(body.encode())
+            elif isinstance(body, bytes):
+                parts.append(body)
+            else:
+                parts.extend(body)
+    return parts
+
+
+def render_collectors(collectors: Iterable[Collector], *, openmetrics: bool = False) -> bytes:
+    """Text of `collectors` alone (no process metrics, no # EOF): what a textfile holds."""
+    return b"".join(collect_parts(collectors, [], openmetrics=openmetrics))
 
 
 def wants_openmetrics(accept: str | None) -> bool:
@@ -62,7 +79,7 @@ class Exposition:
             "Time spent rendering one scrape of /metrics.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.process_registry)
-        self._headers: dict[tuple[str, bool], str] = {}
+        self._headers: dict[tuple[str, bool], bytes] = {}
 
     def names(self) -> list[str]:
         return [f.name for c in self._collectors for f in c.families()]
@@ -70,13 +87,13 @@ class Exposition:
     def render(self, *, openmetrics: bool = False) -> bytes:
         """One full scrape body in the requested format."""
         start = time.perf_counter()
-        text = render_collectors(self._collectors, openmetrics=openmetrics, headers=self._headers).encode()
-        if openmetrics:
-            tail = generate_openmetrics(self.process_registry)  # ends with "# EOF\n"
-        else:
-            tail = generate_text(self.process_registry)
+        parts = collect_parts(self._collectors, [], openmetrics=openmetrics, headers=self._headers)
+        # the process registry ends an OpenMetrics body with its "# EOF"
+        parts.append(generate_openmetrics(self.process_registry) if openmetrics
+                     else generate_text(self.process_registry))
+        body = b"".join(parts)
         self.scrape_duration.observe(time.perf_counter() - start)
-        return text + tail
+        return body
 
     def response(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
         """Body and headers for an HTTP scrape, honouring Accept and Accept-Encoding."""

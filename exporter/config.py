@@ -139,6 +139,20 @@ class DockerConfig:
 
 
 @dataclass
+class KubernetesConfig:
+    enabled: bool = field(default=False, metadata=_doc("Watch pods through the Kubernetes API (list+watch)."))
+    kubeconfig: str = field(default="", metadata=_doc(
+        "Kubeconfig file; empty: in-cluster service account in a pod, else $KUBECONFIG or ~/.kube/config."))
+    context: str = field(default="", metadata=_doc("Kubeconfig context (default: its current context)."))
+    namespaces: list[str] = field(default_factory=list, metadata=_doc("Namespaces to watch; empty watches all."))
+    label_selector: str = field(default="", metadata=_doc('Pod label selector, e.g. "app.kubernetes.io/part-of=shop".'))
+    node: str = field(default="", metadata=_doc(
+        "Watch only this node's pods (fieldSelector spec.nodeName), for a DaemonSet: $(NODE_NAME)."))
+    max_containers: int = field(default=20000, metadata=_doc("Cap on tracked containers; more are counted as dropped."))
+    reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects."))
+
+
+@dataclass
 class ResilienceConfig:
     retry_budget_ratio: float = field(default=0.1, metadata=_doc(
         "Share of calls that may be retries, process-wide (SRE book retry budget)."))
@@ -229,6 +243,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)

@@ -55,6 +55,19 @@ def _pull_guard(config: Config, store: StateStore, address: str) -> Source:
         max_manifest_attempts=guard.max_manifest_attempts, interval=float(guard.interval))
 
 
+def _kubernetes(config: Config, store: StateStore, registry: ResilienceRegistry) -> Source:
+    from exporter.sources.kubernetes import KubernetesWatcher  # imports the kubernetes client
+    from exporter.sources.kubernetes.client import api_client
+
+    kube = config.kubernetes
+    log.info("kubernetes source enabled", extra={"fields": {
+        "namespaces": ",".join(kube.namespaces) or "*", "node": kube.node or "*", "selector": kube.label_selector or "-"}})
+    return KubernetesWatcher(
+        store, registry, host=config.host, api_factory=lambda: api_client(kube.kubeconfig, kube.context),
+        namespaces=kube.namespaces, label_selector=kube.label_selector, node=kube.node,
+        max_containers=kube.max_containers, reconnect_max_backoff=float(kube.reconnect_max_backoff))
+
+
 def build_sources(config: Config, store: StateStore, registry: ResilienceRegistry) -> list[Source]:
     """The sources this configuration enables; none is a normal, logged situation."""
     sources: list[Source] = []
@@ -70,6 +83,8 @@ def build_sources(config: Config, store: StateStore, registry: ResilienceRegistr
         guard = config.docker.pull_guard
         if guard.enabled:
             sources.append(_pull_guard(config, store, address))
+    if config.kubernetes.enabled:
+        sources.append(_kubernetes(config, store, registry))
     if not sources:
         log.warning("no Docker or Kubernetes source is configured or reachable; "
                     "serving resilience and self metrics only")

@@ -1,0 +1,156 @@
+"""Pod statuses -> ContainerRecords. The kubelet already speaks the vocabulary; this maps fields.
+
+Pure logic (no I/O): the watcher feeds it decoded pod dicts and writes the records it returns.
+Rules (also in README):
+- One record per container and init container status, key `k8s:<namespace>/<pod>/<container>`;
+  init containers say so in their message. Spec containers without a status yet are waiting
+  in ContainerCreating (the kubelet's default waiting reason, kubelet_pods.go).
+- phase/reason from state.{waiting,running,terminated}; unknown reasons fold into Other with
+  the raw reason kept. A terminated container without a reason is Completed (exit 0) or Error.
+- A Failed pod with a pod-level reason (Evicted, NodeLost, ...) puts that reason on every one
+  of its containers, phase terminated.
+- restarts mirror restartCount (kube-state-metrics semantics); last exit code, reason and time
+  come from state.terminated, else lastState.terminated.
+- failures{reason} +1 on each entry into a failure reason (not ContainerCreating/PodInitializing,
+  which every pod passes through), and +1 for lastState's reason on each
+  observed increase of restartCount whose termination (finishedAt) was not seen before, so an
+  OOM kill between two events or across a relist is never missed; oom_kills likewise.
+- health (readiness) only for containers whose spec has a readiness or startup probe.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from exporter.sources.docker.events import parse_timestamp
+from exporter.state import ContainerRecord, Health, Phase, Reason, Source
+
+KEY_PREFIX = "k8s:"
+DEFAULT_WAITING = "ContainerCreating"  # kubelet: the waiting reason of a container not yet created
+STARTING = frozenset({Reason.CONTAINER_CREATING, Reason.POD_INITIALIZING})  # every pod passes: not failures
+Pod = Mapping[str, Any]
+Lookup = Callable[[str], "ContainerRecord | None"]
+
+
+def container_key(namespace: str, pod: str, container: str) -> str:
+    return f"{KEY_PREFIX}{namespace}/{pod}/{container}"
+
+
+def pod_name(pod: Pod) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+def _termination(term: Mapping[str, Any]) -> tuple[int, str, float | None]:
+    code = int(term.get("exitCode") or 0)
+    raw = term.get("reason") or ("Completed" if code == 0 else "Error")
+    return code, raw, parse_timestamp(term.get("finishedAt"))
+
+
+def _newer(at: float | None, seen: float | None) -> bool:
+    return seen is None or (at is not None and at > seen)
+
+
+class PodMapper:
+    """Maps pods to records; remembers each container's last raw status to skip unchanged ones."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._seen: dict[str, tuple[Any, ...]] = {}
+
+    def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+    def records(self, pod: Pod, get: Lookup) -> list[ContainerRecord]:
+        """Every container record of `pod`; unchanged containers return their stored record."""
+        namespace, name = pod_name(pod)
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        node = spec.get("nodeName") or self.host
+        pod_reason = status.get("reason") if status.get("phase") == "Failed" else None
+        pod_message = status.get("message") or ""
+        specs = {c.get("name"): c for c in spec.get("containers") or ()}
+        init_specs = {c.get("name"): c for c in spec.get("initContainers") or ()}
+        out: list[ContainerRecord] = []
+        seen_names: set[str] = set()
+        for statuses, by_name, init in ((status.get("initContainerStatuses"), init_specs, True),
+                                        (status.get("containerStatuses"), specs, False)):
+            for cs in statuses or ():
+                cname = cs.get("name") or ""
+                seen_names.add(cname)
+                key = container_key(namespace, name, cname)
+                old = get(key)
+                signature = (cs, pod_reason, pod_message, node)
+                if old is not None and self._seen.get(key) == signature:
+                    out.append(old)
+                    continue
+                self._seen[key] = signature
+                out.append(self._container(
+                    key, old, cs, by_name.get(cname) or {}, init, namespace=namespace, pod=name, node=node,
+                    pod_reason=pod_reason, pod_message=pod_message))
+        for by_name, init in ((init_specs, True), (specs, False)):
+            for cname, cspec in by_name.items():
+                if cname not in seen_names and cname:
+                    key = container_key(namespace, name, cname)
+                    self._seen.pop(key, None)
+                    out.append(self._container(
+                        key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
+                        node=node, pod_reason=pod_reason, pod_message=pod_message))
+        return out
+
+    def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
+                   init: bool, *, namespace: str, pod: str, node: str, pod_reason: str | None,
+                   pod_message: str) -> ContainerRecord:
+        state = cs.get("state") or {}
+        last = (cs.get("lastState") or {}).get("terminated")
+        restarts = int(cs.get("restartCount") or 0)
+        current = state.get("terminated")
+        started_at = None
+        if pod_reason:
+            phase, raw, message = Phase.TERMINATED, pod_reason, pod_message
+        elif state.get("running") is not None:
+            phase, raw, message = Phase.RUNNING, "Running", ""
+            started_at = parse_timestamp((state["running"] or {}).get("startedAt"))
+        elif current is not None:
+            phase, raw, message = Phase.TERMINATED, _termination(current)[1], current.get("message") or ""
+        else:
+            waiting = state.get("waiting") or {}
+            phase, raw, message = Phase.WAITING, waiting.get("reason") or DEFAULT_WAITING, waiting.get("message") or ""
+        reason = Reason.parse(raw)
+        raw_kept = "" if reason.value == raw else raw
+        if init:
+            message = f"init container: {message}" if message else "init container"
+
+        record = old or ContainerRecord(key=key, source=Source.KUBERNETES, container=cs.get("name") or "")
+        seen_at = old.last_terminated_at if old is not None else None
+        changes: dict[str, Any] = {}
+        term = current or last
+        if term is not None:
+            code, term_raw, at = _termination(term)
+            changes.update(last_exit_code=code, last_terminated_reason=Reason.parse(term_raw))
+            if at is not None and (seen_at is None or at > seen_at):
+                changes["last_terminated_at"] = at
+        # Failures: entering a failure reason (a new termination counts as a new entry).
+        new_exit = current is not None and old is not None and _newer(_termination(current)[2], seen_at)
+        entered = old is None or old.reason is not reason or old.raw_reason != raw_kept or new_exit
+        failures: list[Reason] = [reason] if entered and reason.is_failure and reason not in STARTING else []
+        oom = 1 if current is not None and entered and reason is Reason.OOM_KILLED else 0
+        # A restart we saw no terminated state for: count lastState's reason once.
+        if (old is not None and last is not None and restarts > old.restarts and current is None
+                and _newer(_termination(last)[2], seen_at)):
+            last_reason = Reason.parse(_termination(last)[1])
+            if last_reason.is_failure:
+                failures.append(last_reason)
+            oom += last_reason is Reason.OOM_KILLED
+        health = Health.NONE
+        if phase is Phase.RUNNING and (cspec.get("readinessProbe") or cspec.get("startupProbe")):
+            health = (Health.STARTING if cs.get("started") is False
+                      else Health.HEALTHY if cs.get("ready") else Health.UNHEALTHY)
+        record = record.evolve(
+            host=node, namespace=namespace, pod=pod, image=cspec.get("image") or cs.get("image") or "",
+            container_id=cs.get("containerID") or "", phase=phase, reason=reason,
+            raw_reason=raw_kept, message=message[:500], restarts=restarts,
+            terminal=reason.is_terminal, health=health, started_at=started_at or record.started_at,
+            oom_kills=record.oom_kills + oom, **changes)
+        for failure in failures:
+            record = record.with_failure(failure)
+        return record

@@ -1,0 +1,245 @@
+"""KubernetesWatcher: the reflector loop (client-go) over pods, one per watched namespace scope.
+
+list -> remember resourceVersion -> watch from it with bookmarks -> BOOKMARK moves the
+resourceVersion on -> ERROR 410 / HTTP 410 (expired): relist and reconcile (pods deleted
+meanwhile disappear) -> any other error: source down, back off (FullJitter + the registry
+breaker `kubernetes:api`), resume the watch from the last resourceVersion.
+Responses are read raw (`_preload_content=False`) and decoded with json.loads into plain dicts:
+the client's model deserialization costs more than everything else (bench/kube.py).
+Every request is a GET on pods: list and watch only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from kubernetes.client import ApiException, CoreV1Api
+from kubernetes.watch.watch import iter_resp_lines
+
+from exporter.resilience import CircuitOpenError, FullJitter, ResilienceRegistry, classify
+from exporter.sources.kubernetes.pods import PodMapper, pod_name
+from exporter.state import StateStore
+
+log = logging.getLogger(__name__)
+SOURCE = "kubernetes"
+GONE = 410
+PodId = tuple[str, str]
+
+
+class WatchExpired(Exception):
+    """The resourceVersion is older than the server keeps (410 Gone): relist."""
+
+
+@dataclass
+class Scope:
+    """One list+watch: all namespaces ("") or one; its own resourceVersion and connection state."""
+
+    namespace: str = ""
+    resource_version: str = ""
+    up: bool | None = None
+    synced: bool = False
+
+    def holds(self, namespace: str) -> bool:
+        return not self.namespace or namespace == self.namespace
+
+
+class KubernetesWatcher:
+    """Pods of the watched namespaces (optionally one node) in the state store, kept current."""
+
+    name = SOURCE
+
+    def __init__(self, store: StateStore, registry: ResilienceRegistry, *, host: str,
+                 api_factory: Callable[[], Any], namespaces: Iterable[str] = (), label_selector: str = "",
+                 node: str = "", max_containers: int = 20000, reconnect_max_backoff: float = 30.0,
+                 watch_timeout: int = 300, request_timeout: float = 30.0) -> None:
+        self.store = store
+        self.mapper = PodMapper(host)
+        self.breaker = registry.breaker("kubernetes:api")
+        self.backoff = FullJitter(min(0.5, reconnect_max_backoff), reconnect_max_backoff)
+        self.scopes = [Scope(ns) for ns in dict.fromkeys(namespaces)] or [Scope()]
+        self.selectors = {k: v for k, v in (("label_selector", label_selector),
+                                            ("field_selector", f"spec.nodeName={node}" if node else "")) if v}
+        self.max_containers = max_containers
+        self.watch_timeout = watch_timeout
+        self.request_timeout = request_timeout
+        self._api_factory = api_factory
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._responses: set[Any] = set()
+        self._lock = threading.Lock()         # the pod index; scopes run on their own threads
+        self._pods: dict[PodId, tuple[str, ...]] = {}
+        self._dropped: set[PodId] = set()
+        self._containers = 0
+        self.relists = 0  # completed lists: 1 per scope after start, +1 per expiry
+        store.register_source(SOURCE)
+
+    # -- lifecycle of the watcher ----------------------------------------------------------
+    def start(self) -> None:
+        for scope in self.scopes:
+            thread = threading.Thread(target=self._run, args=(scope,), daemon=True,
+                                      name=f"kubernetes-watcher-{scope.namespace or 'all'}")
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for response in list(self._responses):
+            try:
+                response.shutdown()  # unblocks a read in progress (urllib3 >= 2.3)
+            except Exception:  # already closed by the server going away
+                pass
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _run(self, scope: Scope) -> None:
+        api: CoreV1Api | None = None
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                api = api or CoreV1Api(self._api_factory())
+                self._session(api, scope)
+                problem = "stopped"
+            except CircuitOpenError as exc:
+                problem = str(exc)
+            except Exception as exc:  # any API or transport failure: back off and resume
+                problem = f"{classify(exc).value}: {exc}"
+            if self._stop.is_set():
+                break
+            attempt = 1 if scope.up else attempt + 1  # a session that connected starts the back-off over
+            delay = self.backoff.delay(attempt)
+            self._set_up(scope, False, problem, retry_in=round(delay, 2))
+            self._stop.wait(delay)
+        self._set_up(scope, False, "stopped")
+
+    def _set_up(self, scope: Scope, up: bool, problem: str = "", **fields: object) -> None:
+        changed, scope.up = up != scope.up, up
+        self.store.set_source(SOURCE, up=all(s.up for s in self.scopes))
+        if changed:  # one log line per state change, never one per retry
+            where = {"namespace": scope.namespace or "*", **fields}
+            if up:
+                log.info("kubernetes source connected", extra={"fields": where})
+            else:
+                log.warning("kubernetes source down", extra={"fields": {"err": problem, **where}})
+
+    # -- one connected session ---------------------------------------------------------------
+    def _session(self, api: CoreV1Api, scope: Scope) -> None:
+        while not self._stop.is_set():
+            if not scope.resource_version:
+                self._relist(api, scope)
+            self._set_up(scope, True, pods=len(self._pods))
+            try:
+                self._watch(api, scope)
+            except WatchExpired as exc:
+                log.info("kubernetes watch expired; relisting",
+                         extra={"fields": {"namespace": scope.namespace or "*", "err": exc}})
+                scope.resource_version = ""
+
+    def _call(self, api: CoreV1Api, scope: Scope, **kwargs: Any) -> Any:
+        """GET the pods of `scope` (list or watch), raw, through the breaker; 410 -> WatchExpired."""
+        def get() -> Any:
+            if scope.namespace:
+                return api.list_namespaced_pod(scope.namespace, _preload_content=False, **self.selectors, **kwargs)
+            return api.list_pod_for_all_namespaces(_preload_content=False, **self.selectors, **kwargs)
+        try:
+            return self.breaker.call(get)
+        except ApiException as exc:
+            if exc.status == GONE:
+                raise WatchExpired(exc.reason) from exc
+            raise
+
+    def _relist(self, api: CoreV1Api, scope: Scope) -> None:
+        """List the scope's pods, apply each, drop the pods that are gone (deleted meanwhile)."""
+        response = self._call(api, scope, _request_timeout=self.request_timeout)
+        body = json.loads(response.data)
+        listed: set[PodId] = set()
+        for pod in body.get("items") or ():
+            self.apply(pod)
+            listed.add(pod_name(pod))
+        for ident in [p for p in self._pods if scope.holds(p[0]) and p not in listed]:
+            self.delete(ident)
+        scope.resource_version = (body.get("metadata") or {}).get("resourceVersion") or ""
+        scope.synced = True
+        self.relists += 1
+        self.store.set_source(SOURCE, synced=all(s.synced for s in self.scopes))
+
+    def _watch(self, api: CoreV1Api, scope: Scope) -> None:
+        response = self._call(api, scope, watch=True, resource_version=scope.resource_version,
+                              allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
+                              _request_timeout=(self.request_timeout, self.watch_timeout + self.request_timeout))
+        self._responses.add(response)
+        try:
+            for line in iter_resp_lines(response):
+                if self._stop.is_set():
+                    return
+                self.handle_line(line, scope)
+        finally:
+            self._responses.discard(response)
+            response.release_conn()
+
+    # -- events ------------------------------------------------------------------------------
+    def handle_line(self, line: str | bytes, scope: Scope) -> None:
+        """Decode and apply one watch event; malformed ones are counted and skipped."""
+        try:
+            event = json.loads(line)
+            kind, obj = event["type"], event["object"]
+            version = obj["metadata"].get("resourceVersion") if kind != "ERROR" else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.store.count_event(SOURCE, "malformed")
+            return
+        if kind == "ADDED" or kind == "MODIFIED":
+            self.apply(obj)
+        elif kind == "DELETED":
+            self.delete(pod_name(obj))
+        elif kind == "BOOKMARK":
+            self.store.count_event(SOURCE, "bookmark")
+        elif kind == "ERROR":
+            self.store.count_event(SOURCE, "error")
+            code = obj.get("code") if isinstance(obj, dict) else None
+            if code == GONE:
+                raise WatchExpired(obj.get("message") or "resource version expired")
+            raise ApiException(status=code or 0, reason=str(obj.get("message") if isinstance(obj, dict) else obj))
+        else:
+            self.store.count_event(SOURCE, "ignored")
+            return
+        if version:
+            scope.resource_version = version
+        if kind != "BOOKMARK":
+            self.store.count_event(SOURCE, "ok")
+
+    def apply(self, pod: dict[str, Any]) -> None:
+        """Write the records of one pod; a new pod over the container cap is counted as dropped."""
+        ident = pod_name(pod)
+        old_keys = self._pods.get(ident)
+        if old_keys is None and self._containers >= self.max_containers:
+            if ident not in self._dropped:
+                self._dropped.add(ident)
+                self.store.count_dropped(SOURCE)
+            return
+        get, put = self.store.get, self.store.put
+        records = self.mapper.records(pod, get)
+        for record in records:
+            if get(record.key) is not record:
+                put(record)
+        keys = tuple(r.key for r in records)
+        if keys != old_keys:
+            with self._lock:
+                self._pods[ident] = keys
+                self._containers += len(keys) - len(old_keys or ())
+            for key in set(old_keys or ()) - set(keys):
+                self._forget(key)
+
+    def delete(self, ident: PodId) -> None:
+        """A deleted pod: all of its container records go."""
+        self._dropped.discard(ident)
+        with self._lock:
+            keys = self._pods.pop(ident, ())
+            self._containers -= len(keys)
+        for key in keys:
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        self.mapper.forget(key)
+        self.store.remove(key)

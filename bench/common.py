@@ -46,7 +46,7 @@ def format_table(rows: list[Row]) -> str:
             f"{r.ours:.4g} {r.unit}",
             r.peer_name or "-",
             f"{r.peer:.4g} {r.unit}" if r.peer is not None else "-",
-            f"{r.ratio:.3f}x" if r.ratio is not None else "-",
+            f"{r.ratio:.3g}x" if r.ratio is not None else "-",
             r.goal or "-",
             {True: "yes", False: "NO", None: "-"}[r.met],
         ))

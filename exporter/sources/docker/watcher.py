@@ -7,13 +7,13 @@ No request is sent per scrape; every request is a GET.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
 import docker
+import orjson
 
 from exporter.resilience import CircuitOpenError, FullJitter, ResilienceRegistry, classify
 from exporter.sources.docker.events import CONTAINER_ACTIONS, NETWORK_ACTIONS, DockerEvent, MalformedEvent, parse_event
@@ -185,7 +185,7 @@ class DockerWatcher:
     def handle_line(self, line: bytes | str) -> None:
         """Decode and apply one event line; malformed ones are counted and skipped."""
         try:
-            event = parse_event(json.loads(line))
+            event = parse_event(orjson.loads(line))
         except (ValueError, MalformedEvent) as exc:
             self.store.count_event(SOURCE, "malformed")
             log.debug("malformed docker event", extra={"fields": {"err": exc}})

@@ -66,6 +66,14 @@ def test_container_cap_counts_the_dropped(dockerd: PrivateDockerd) -> None:
         watcher.start()
         wait_for(store.ready, message="synced")
         assert len(store) == already - 2 and store.sources()[0].dropped == 2
+        for name in names:  # events of untracked containers neither track nor count them again
+            dockerd.cli("start", name)
+        wait_for(lambda: all(dockerd.inspect(n)["State"]["Status"] == "exited" for n in names), message="exited")
+        probe = f"cap-probe-{uuid.uuid4().hex[:6]}"
+        names.append(probe)
+        dockerd.cli("create", "--network", "none", "--name", probe, IMAGE, "true")
+        wait_for(lambda: store.sources()[0].dropped == 3, message="the new container counted as dropped")
+        assert len(store) == already - 2 and store.sources()[0].dropped == 3
     finally:
         watcher.stop()
         for name in names:

@@ -53,6 +53,7 @@ class DockerWatcher:
         self._last_nano = 0                 # newest event time applied
         self._seen_at_last: set[tuple[str, str]] = set()   # (id, action) applied at _last_nano
         self._ids: set[str] = set()
+        self._dropped: set[str] = set()  # containers not tracked because of max_containers
         self._up: bool | None = None
         self.syncs = 0  # completed list+inspect passes: 1 after start, +1 per reconnect
         store.register_source(SOURCE)
@@ -151,13 +152,17 @@ class DockerWatcher:
         self._ids = set(ids)
 
     def _inspect_into_store(self, client: Any, cid: str) -> bool:
+        if cid in self._dropped and len(self._ids) >= self.max_containers:
+            return False  # over the cap: no inspect per event either
         try:
             data = client.inspect_container(cid)
         except docker.errors.NotFound:
             return False
         old = self.store.get(cid)
         if old is None and len(self._ids) >= self.max_containers:
-            self.store.count_dropped(SOURCE)
+            if cid not in self._dropped:  # count each container once, not each of its events
+                self._dropped.add(cid)
+                self.store.count_dropped(SOURCE)
             return False
         self.store.put(self.lifecycle.from_inspect(data, old))
         self._ids.add(cid)
@@ -211,6 +216,8 @@ class DockerWatcher:
             return
         cid = event.container_id
         if self.store.get(cid) is None:
+            if action == "destroy":
+                self._dropped.discard(cid)
             if action == "destroy" or not self._adopt(cid):
                 self.store.count_event(SOURCE, "ignored")
                 return

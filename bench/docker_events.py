@@ -57,25 +57,24 @@ def event_lines(n: int, seed: int = 7) -> list[bytes]:
 
 def rows(n_events: int = 100_000) -> list[Row]:
     lines = event_lines(n_events)
-    store = StateStore()
-    exposition = Exposition([ContainerCollector(store)])
-    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
-    for i in range(N_CONTAINERS):
-        store.put(watcher.lifecycle.from_inspect(inspect(i), None))
-    exposition.render()
-
     best_ours = best_floor = float("inf")
-    for _ in range(3):
+    for _ in range(3):  # best of three for both, each run on a fresh store and watcher
         start = time.perf_counter()
         for line in lines:
             json.loads(line)
         best_floor = min(best_floor, time.perf_counter() - start)
-    start = time.perf_counter()
-    for line in lines:
-        watcher.handle_line(line)
-    best_ours = time.perf_counter() - start
-    status = store.sources()[0]
-    assert status.events.get("ok", 0) == n_events, status.events
+        store = StateStore()
+        exposition = Exposition([ContainerCollector(store)])
+        watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
+        for i in range(N_CONTAINERS):
+            store.put(watcher.lifecycle.from_inspect(inspect(i), None))
+        exposition.render()
+        start = time.perf_counter()
+        for line in lines:
+            watcher.handle_line(line)
+        best_ours = min(best_ours, time.perf_counter() - start)
+        status = store.sources()[0]
+        assert status.events.get("ok", 0) == n_events, status.events
     ours_rate, floor_rate = n_events / best_ours, n_events / best_floor
     scrape_start = time.perf_counter()
     exposition.render()

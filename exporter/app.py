@@ -13,6 +13,8 @@ from exporter.resilience import REGISTRY, ResilienceRegistry, RetryBudget
 from exporter.sources import Source, build_sources
 from exporter.state import StateStore
 from exporter.web.server import ExporterHTTPServer, serve_in_thread
+from exporter.web.status import device_docs, events_document, state_document
+from exporter.web.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,16 @@ class Exporter:
 
     def start(self) -> None:
         host, port = self.config.web.listen_address.host_port
-        self.server = ExporterHTTPServer((host, port), self.exposition,
-                                         telemetry_path=self.config.web.telemetry_path,
-                                         ready=self.store.ready)
+        security = load_web_config(self.config.web.config_file) if self.config.web.config_file else None
+        agents, probes = device_docs(self.device)
+        self.server = ExporterHTTPServer(
+            (host, port), self.exposition, telemetry_path=self.config.web.telemetry_path, ready=self.store.ready,
+            state=lambda: state_document(self.store, self.registry, host=self.config.host, agents=agents, probes=probes),
+            events=lambda **query: events_document(self.store, **query), security=security)
         serve_in_thread(self.server)
         log.info("listening", extra={"fields": {
             "address": f"{self.address[0]}:{self.address[1]}", "telemetry_path": self.config.web.telemetry_path,
+            "tls": security is not None and security.ssl_context is not None,
             "version": __version__}})
         self.sources = build_sources(self.config, self.store, self.registry)
         for source in self.sources:

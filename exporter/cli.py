@@ -21,6 +21,10 @@ from exporter.config import Config, ConfigError, env_name, flag_name, leaves, lo
 log = logging.getLogger("exporter")
 
 
+# exporter-toolkit spells this one with a dot: keep the spelling every Prometheus exporter uses.
+FLAG_ALIASES = {"web.config_file": ("--web.config.file",)}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file.",
                         default=os.environ.get(env_name("config")))
@@ -33,7 +37,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, typing.Any] = {"dest": path, "default": None, "help": text, "metavar": "VALUE"}
         if tp is bool:
             kwargs.update(nargs="?", const="true")
-        parser.add_argument(flag_name(path), **kwargs)
+        parser.add_argument(flag_name(path), *FLAG_ALIASES.get(path, ()), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="Validate a configuration file and exit.")
     check.add_argument("file", metavar="FILE")
     _add_agent_parser(sub)
+    status = sub.add_parser("status", help="Show containers, breakers and agent runs like `kubectl get pods`.")
+    status.add_argument("--url", default="http://127.0.0.1:10099",
+                        help="The exporter to ask; basic auth as https://user:pass@host:port (default: %(default)s).")
+    status.add_argument("-o", "--output", choices=["table", "wide", "json"], default="table")
+    status.add_argument("-w", "--watch", action="store_true", help="Redraw every 2 s until interrupted.")
+    status.add_argument("--ca-file", help="CA bundle to verify an https exporter.")
+    status.add_argument("--insecure-skip-verify", action="store_true", help="Do not verify the TLS certificate.")
     return parser
 
 
@@ -148,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "status":
+        from exporter import statusview
+
+        verify: bool | str = False if args.insecure_skip_verify else (args.ca_file or True)
+        return statusview.run(args.url, output=args.output, watch=args.watch, verify=verify)
     flags: dict[str, typing.Any] = dict(_flag_values(args))
     if command is not None:
         if args.command != "agent":

@@ -97,6 +97,8 @@ class WebConfig:
     listen_address: ListenAddress = field(default=ListenAddress(f":{DEFAULT_PORT}"),
                                           metadata=_doc("Address to serve HTTP on, host:port."))
     telemetry_path: UrlPath = field(default=UrlPath("/metrics"), metadata=_doc("Path under which to expose metrics."))
+    config_file: str = field(default="", metadata=_doc(
+        "exporter-toolkit web config file (TLS certificate/key, basic_auth_users with bcrypt hashes)."))
 
 
 @dataclass

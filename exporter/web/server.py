@@ -1,25 +1,32 @@
-"""The threaded HTTP server: /metrics with content negotiation and gzip, /healthz, /readyz.
+"""The threaded HTTP server: /metrics, /healthz, /readyz, /api/state, /api/events and the page.
 
 stdlib's ThreadingHTTPServer gives one thread per connection (as client_python's own server
-does), so a slow scrape never blocks the health checks of an orchestrator.
+does), so a slow scrape never blocks an orchestrator's health check. With a web config file the
+socket speaks TLS (handshake in the connection's thread, not the accept loop) and every path
+but /healthz asks for basic auth.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import jinja2
 
 from exporter.metrics import Exposition
+from exporter.web import humanize
+from exporter.web.webconfig import WebSecurity
 
 log = logging.getLogger(__name__)
+Events = Callable[..., list[dict[str, Any]]]
 
-LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>resilience-exporter</title></head>
-<body><h1>resilience-exporter</h1><ul>
-<li><a href="{path}">{path}</a> metrics</li><li><a href="/healthz">/healthz</a></li>
-<li><a href="/readyz">/readyz</a></li></ul></body></html>
-"""
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("exporter.web", "templates"),
+                                autoescape=jinja2.select_autoescape(["html"]))
 
 
 class ExporterHTTPServer(ThreadingHTTPServer):
@@ -27,11 +34,31 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], exposition: Exposition, *, telemetry_path: str,
-                 ready: Callable[[], bool]) -> None:
+                 ready: Callable[[], bool], state: Callable[[], dict[str, Any]] | None = None,
+                 events: Events | None = None, security: WebSecurity | None = None, refresh: int = 5) -> None:
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.ready = ready
+        self.state = state or (lambda: {"host": "", "sources": [], "containers": [], "breakers": [], "agents": [],
+                                        "probes": []})
+        self.events = events or (lambda **_: [])
+        self.security = security
+        self.refresh = refresh
         super().__init__(address, Handler)
+        if security is not None and security.ssl_context is not None:
+            self.socket = security.ssl_context.wrap_socket(self.socket, server_side=True,
+                                                           do_handshake_on_connect=False)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if hasattr(request, "do_handshake"):
+            try:
+                request.settimeout(10)
+                request.do_handshake()
+                request.settimeout(None)
+            except OSError as exc:  # plain HTTP on the TLS port, a scanner, a timeout
+                log.debug("TLS handshake failed", extra={"fields": {"client": client_address[0], "err": exc}})
+                return
+        super().finish_request(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,30 +67,58 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "resilience-exporter"
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        path = self.path.split("?", 1)[0]
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
+        if path == "/healthz":  # liveness stays open: orchestrators probe without credentials
+            self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
+            return
+        security = self.server.security
+        if security is not None and not security.authorized(self.headers.get("Authorization")):
+            self.send_response(HTTPStatus.UNAUTHORIZED)
+            self.send_header("WWW-Authenticate", 'Basic realm="resilience-exporter"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if path == self.server.telemetry_path:
             body, headers = self.server.exposition.response(
                 self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
-            self._send(HTTPStatus.OK, body, headers)
-        elif path == "/healthz":
-            self._send(HTTPStatus.OK, b"ok\n", {"Content-Type": "text/plain; charset=utf-8"})
+            self._send(HTTPStatus.OK, body, headers.pop("Content-Type"), headers)
         elif path == "/readyz":
             ready = self.server.ready()
             self._send(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
-                       b"ready\n" if ready else b"not ready: sources still syncing\n",
-                       {"Content-Type": "text/plain; charset=utf-8"})
+                       b"ready\n" if ready else b"not ready: sources still syncing\n", "text/plain; charset=utf-8")
+        elif path == "/api/state":
+            self._json(self.server.state())
+        elif path == "/api/events":
+            try:
+                limit = int(query.get("limit", ["100"])[0])
+            except ValueError:
+                self._json({"error": "limit: expected an integer"}, HTTPStatus.BAD_REQUEST)
+                return
+            self._json(self.server.events(container=query.get("container", [""])[0],
+                                          reason=query.get("reason", [""])[0], limit=limit))
         elif path == "/":
-            page = LANDING.format(path=self.server.telemetry_path).encode()
-            self._send(HTTPStatus.OK, page, {"Content-Type": "text/html; charset=utf-8"})
+            self._send(HTTPStatus.OK, self._page().encode(), "text/html; charset=utf-8")
         else:
-            self._send(HTTPStatus.NOT_FOUND, b"not found\n", {"Content-Type": "text/plain; charset=utf-8"})
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
-    def _send(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
+    def _page(self) -> str:
+        now = time.time()
+        return _TEMPLATES.get_template("index.html").render(
+            state=self.server.state(), events=self.server.events(limit=20), refresh=self.server.refresh,
+            telemetry_path=self.server.telemetry_path,
+            ago=lambda t: humanize.duration(now - t), until=lambda t: "now" if t <= now else "in " + humanize.duration(t - now))
+
+    def _json(self, doc: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self._send(status, json.dumps(doc, default=str).encode(), "application/json")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        for name, value in headers.items():
+        self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -46,3 +46,18 @@ def wait_until(check: Callable[[], T], *, timeout: float = 10.0, interval: float
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}" +
                          (f" (last error: {last_error!r})" if last_error else ""))
+
+
+@pytest.fixture(scope="session")
+def dockerd():  # type: ignore[no-untyped-def]
+    """A private dockerd with the `testbox:1` image, once per session (integration and e2e tests)."""
+    from tests.integration.dockerd import PrivateDockerd, require_root
+
+    require_root()
+    engine = PrivateDockerd()
+    try:
+        engine.start()
+        engine.build_testbox()
+        yield engine
+    finally:
+        engine.close()

@@ -3,7 +3,8 @@
 Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached exposition vs
 client_python), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
 scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
-vs naive writes, read by node_exporter).
+vs naive writes, read by node_exporter), kube (pod list + 50k watch events through the official
+client from the fake API server, vs the client's own model deserialization; scrape of 10k containers).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile")
+SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube")
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ Rules (also in README):
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from exporter.sources.docker.events import parse_timestamp
@@ -40,10 +41,13 @@ def pod_name(pod: Pod) -> tuple[str, str]:
     return meta.get("namespace") or "", meta.get("name") or ""
 
 
+_timestamp = lru_cache(maxsize=16384)(parse_timestamp)  # a termination is re-sent on every pod change
+
+
 def _termination(term: Mapping[str, Any]) -> tuple[int, str, float | None]:
     code = int(term.get("exitCode") or 0)
     raw = term.get("reason") or ("Completed" if code == 0 else "Error")
-    return code, raw, parse_timestamp(term.get("finishedAt"))
+    return code, raw, _timestamp(term.get("finishedAt"))
 
 
 def _newer(at: float | None, seen: float | None) -> bool:
@@ -56,9 +60,12 @@ class PodMapper:
     def __init__(self, host: str) -> None:
         self.host = host
         self._seen: dict[str, tuple[Any, ...]] = {}
+        self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...]]] = {}  # (status, node, keys)
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
+        namespace, _, rest = key[len(KEY_PREFIX):].partition("/")
+        self._pods.pop((namespace, rest.rpartition("/")[0]), None)
 
     def records(self, pod: Pod, get: Lookup) -> list[ContainerRecord]:
         """Every container record of `pod`; unchanged containers return their stored record."""
@@ -66,6 +73,11 @@ class PodMapper:
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         node = spec.get("nodeName") or self.host
+        last = self._pods.get((namespace, name))
+        if last is not None and last[0] == status and last[1] == node:  # labels/annotations-only change
+            unchanged = [get(k) for k in last[2]]
+            if None not in unchanged:
+                return unchanged  # type: ignore[return-value]
         pod_reason = status.get("reason") if status.get("phase") == "Failed" else None
         pod_message = status.get("message") or ""
         specs = {c.get("name"): c for c in spec.get("containers") or ()}
@@ -95,6 +107,7 @@ class PodMapper:
                     out.append(self._container(
                         key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
                         node=node, pod_reason=pod_reason, pod_message=pod_message))
+        self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out))
         return out
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
@@ -109,7 +122,7 @@ class PodMapper:
             phase, raw, message = Phase.TERMINATED, pod_reason, pod_message
         elif state.get("running") is not None:
             phase, raw, message = Phase.RUNNING, "Running", ""
-            started_at = parse_timestamp((state["running"] or {}).get("startedAt"))
+            started_at = _timestamp((state["running"] or {}).get("startedAt"))
         elif current is not None:
             phase, raw, message = Phase.TERMINATED, _termination(current)[1], current.get("message") or ""
         else:
@@ -123,21 +136,23 @@ class PodMapper:
         record = old or ContainerRecord(key=key, source=Source.KUBERNETES, container=cs.get("name") or "")
         seen_at = old.last_terminated_at if old is not None else None
         changes: dict[str, Any] = {}
-        term = current or last
+        ended = _termination(current) if current is not None else None
+        ended_before = _termination(last) if last is not None else None
+        term = ended or ended_before
         if term is not None:
-            code, term_raw, at = _termination(term)
+            code, term_raw, at = term
             changes.update(last_exit_code=code, last_terminated_reason=Reason.parse(term_raw))
             if at is not None and (seen_at is None or at > seen_at):
                 changes["last_terminated_at"] = at
         # Failures: entering a failure reason (a new termination counts as a new entry).
-        new_exit = current is not None and old is not None and _newer(_termination(current)[2], seen_at)
+        new_exit = ended is not None and old is not None and _newer(ended[2], seen_at)
         entered = old is None or old.reason is not reason or old.raw_reason != raw_kept or new_exit
         failures: list[Reason] = [reason] if entered and reason.is_failure and reason not in STARTING else []
         oom = 1 if current is not None and entered and reason is Reason.OOM_KILLED else 0
         # A restart we saw no terminated state for: count lastState's reason once.
-        if (old is not None and last is not None and restarts > old.restarts and current is None
-                and _newer(_termination(last)[2], seen_at)):
-            last_reason = Reason.parse(_termination(last)[1])
+        if (old is not None and ended_before is not None and restarts > old.restarts and ended is None
+                and _newer(ended_before[2], seen_at)):
+            last_reason = Reason.parse(ended_before[1])
             if last_reason.is_failure:
                 failures.append(last_reason)
             oom += last_reason is Reason.OOM_KILLED

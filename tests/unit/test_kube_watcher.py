@@ -35,8 +35,11 @@ def test_events_are_counted_by_result_and_move_the_resource_version() -> None:
     w.handle_line("{not json", scope)
     w.handle_line(line("ADDED", "a string"), scope)
     w.handle_line(json.dumps({"type": "SOMETHING", "object": {"metadata": {}}}), scope)
+    odd = load_pod("running", name="odd")
+    odd["status"]["containerStatuses"][0]["restartCount"] = "many"
+    w.handle_line(line("MODIFIED", odd), scope)
     assert scope.resource_version == "9" and len(store) == 2
-    assert events(store) == {"ok": 1, "bookmark": 1, "malformed": 2, "ignored": 1}
+    assert events(store) == {"ok": 1, "bookmark": 1, "malformed": 3, "ignored": 1}
 
 
 def test_error_event_410_asks_for_a_relist_and_others_raise_api_errors() -> None:

@@ -195,7 +195,11 @@ class KubernetesWatcher:
             self.store.count_event(SOURCE, "malformed")
             return
         if kind == "ADDED" or kind == "MODIFIED":
-            self.apply(obj)
+            try:
+                self.apply(obj)
+            except (TypeError, ValueError, AttributeError):  # a pod we cannot read: skip it, do not
+                self.store.count_event(SOURCE, "malformed")   # fail the watch (it would resend it)
+                return
         elif kind == "DELETED":
             self.delete(pod_name(obj))
         elif kind == "BOOKMARK":

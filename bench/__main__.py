@@ -4,7 +4,8 @@ Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached expo
 client_python), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
 scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
 vs naive writes, read by node_exporter), kube (pod list + 50k watch events through the official
-client from the fake API server, vs the client's own model deserialization; scrape of 10k containers).
+client from the fake API server, vs the client's own model deserialization; scrape of 10k containers), detection (root, ~2 min:
+failure -> Slack payload through real Prometheus and Alertmanager with the shipped alert timings).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube")
+SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection")
 
 
 def main() -> int:

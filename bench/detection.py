@@ -1,0 +1,146 @@
+"""Failure -> Slack payload with the shipped (production) timings, on real components (root).
+
+A private dockerd, the exporter (Docker source with the pull guard, one HTTP probe), Prometheus
+with the shipped rule files unchanged and the intervals of alerts/prometheus.example.yml, and
+Alertmanager with the shipped alertmanager.yml and Slack template posting to a local receiver.
+All failures start at once; each row is the time from its start to the first Slack payload.
+Peers: the kubernetes-mixin `for` of the matching alert (KubePodCrashLooping 15m,
+KubeContainerWaiting 1h), a floor its pipeline cannot beat.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+import yaml
+
+from bench.common import Row
+from exporter.app import Exporter
+from exporter.config import load
+from exporter.resilience import ResilienceRegistry
+from tests.integration.dockerd import IMAGE, PrivateDockerd
+from tests.integration.engines_monitoring import (ALERTS, Alertmanager, Prometheus, SlackReceiver, free_port,
+                                                  temp_root)
+
+HOST = "bench-host"
+GOALS = {"terminal": 30.0, "crash": 90.0, "oom": 60.0, "breaker": 60.0}
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _production_intervals() -> tuple[str, str]:
+    example = yaml.safe_load((ALERTS / "prometheus.example.yml").read_text())["global"]
+    return example["scrape_interval"], example["evaluation_interval"]
+
+
+def measure(timeout: float = 300) -> dict[str, float]:
+    """Seconds from each failure's start to its Slack payload (breaker: also from the breaker opening)."""
+    root = temp_root("re-detection-")
+    engine = PrivateDockerd()
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    parts: list = []
+    exporter = None
+    try:
+        engine.start()
+        engine.build_testbox()
+        guarded = "bench/guarded:1"
+        engine.cli("tag", IMAGE, guarded)
+        port = free_port()
+        config = {"host": HOST, "web": {"listen_address": f"127.0.0.1:{port}"},
+                  "docker": {"host": engine.url,
+                             "pull_guard": {"enabled": True, "images": [{"image": guarded, "pull_policy": "Never"}]}},
+                  "probes": [{"name": "upstream", "url": f"http://127.0.0.1:{upstream.server_address[1]}/"}]}
+        (root / "exporter.yml").write_text(yaml.safe_dump(config))
+        exporter = Exporter(load(file=root / "exporter.yml"), registry=ResilienceRegistry())
+        exporter.start()
+        slack = SlackReceiver()
+        parts.append(slack)
+        alertmanager = Alertmanager(root, slack_url=slack.url)
+        parts.append(alertmanager)
+        scrape, evaluation = _production_intervals()
+        prometheus = Prometheus(root, targets={"resilience-exporter": [f"127.0.0.1:{port}"]},
+                                alertmanager=f"127.0.0.1:{alertmanager.port}",
+                                rule_files=sorted(ALERTS.glob("*.rules.yml")),
+                                scrape_interval=scrape, evaluation_interval=evaluation)
+        parts.append(prometheus)
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 120
+        while not (prometheus.query('up{job="resilience-exporter"} == 1') and
+                   'probe_success{target="upstream"} 1' in requests.get(metrics, timeout=5).text):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the stack did not settle")
+            time.sleep(0.5)
+
+        tag = str(int(time.time()))
+        crash, hog = f"crashy-{tag}", f"hog-{tag}"
+        starts: dict[str, float] = {}
+        starts["terminal"] = time.time()
+        engine.cli("rmi", guarded)  # only untags: testbox:1 keeps the layers
+        starts["crash"] = time.time()
+        engine.run("--name", crash, "--restart", "always", IMAGE, "sh", "-c", "exit 3")
+        starts["oom"] = time.time()
+        engine.run("--name", hog, "-m", "8m", "--memory-swap", "8m", IMAGE, "sh", "-c", 'x=a; while true; do x="$x$x"; done')
+        starts["breaker"] = time.time()
+        upstream.shutdown()
+        upstream.server_close()
+
+        needles = {"terminal": f"ErrImageNeverPull {guarded}@{HOST}", "crash": f"CrashLoopBackOff {crash}@{HOST}",
+                   "oom": f"OOMKilled {hog}@{HOST}", "breaker": "CircuitOpen probe:upstream@"}
+        got: dict[str, float] = {}
+        breaker_open = None
+        deadline = time.monotonic() + timeout
+        while len(got) < len(needles) and time.monotonic() < deadline:
+            if breaker_open is None and 'circuit_breaker_state{name="probe:upstream"} 1' in requests.get(metrics, timeout=5).text:
+                breaker_open = time.time()
+            for key, needle in needles.items():
+                if key not in got and (m := slack.find(lambda m: m.title.startswith("[FIRING") and needle in m.title)):
+                    got[key] = m.received - starts[key]
+            time.sleep(0.2)
+        if breaker_open is not None and "breaker" in got:
+            got["breaker_from_open"] = got["breaker"] + starts["breaker"] - breaker_open
+        return got
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        for part in reversed(parts):
+            part.close()
+        engine.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def rows() -> list[Row]:
+    got = measure()
+    nan = float("nan")
+    spec = [("terminal image error -> Slack", "terminal", 3600.0, "KubeContainerWaiting for"),
+            ("crash loop -> Slack", "crash", 900.0, "KubePodCrashLooping for"),
+            ("OOM kill -> Slack", "oom", None, ""),
+            ("probe down -> breaker open -> Slack", "breaker", None, "")]
+    out = []
+    for name, key, peer, peer_name in spec:
+        value = got.get(key, nan)
+        goal = GOALS[key] if key != "breaker" else None
+        out.append(Row(f"detection: {name}", value, peer, "s", peer_name,
+                       f"<= {goal:.0f} s" if goal else "-", (value <= goal) if goal else None))
+    value = got.get("breaker_from_open", nan)
+    out.append(Row("detection: breaker open -> Slack", value, None, "s", "", f"<= {GOALS['breaker']:.0f} s",
+                   value <= GOALS["breaker"]))
+    return out
+
+
+if __name__ == "__main__":
+    from bench.common import format_table
+
+    print(format_table(rows()))

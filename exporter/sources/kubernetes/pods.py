@@ -50,6 +50,13 @@ def _termination(term: Mapping[str, Any]) -> tuple[int, str, float | None]:
     return code, raw, _timestamp(term.get("finishedAt"))
 
 
+def _named(specs: Any, name: str | None) -> Mapping[str, Any]:
+    for cspec in specs:
+        if cspec.get("name") == name:
+            return cspec
+    return {}
+
+
 def _newer(at: float | None, seen: float | None) -> bool:
     return seen is None or (at is not None and at > seen)
 
@@ -80,30 +87,31 @@ class PodMapper:
                 return unchanged  # type: ignore[return-value]
         pod_reason = status.get("reason") if status.get("phase") == "Failed" else None
         pod_message = status.get("message") or ""
-        specs = {c.get("name"): c for c in spec.get("containers") or ()}
-        init_specs = {c.get("name"): c for c in spec.get("initContainers") or ()}
+        pod_level = (pod_reason, pod_message, node)
         out: list[ContainerRecord] = []
-        seen_names: set[str] = set()
-        for statuses, by_name, init in ((status.get("initContainerStatuses"), init_specs, True),
-                                        (status.get("containerStatuses"), specs, False)):
-            for cs in statuses or ():
-                cname = cs.get("name") or ""
-                seen_names.add(cname)
-                key = container_key(namespace, name, cname)
+        seen = self._seen
+        for statuses, specs, init in ((status.get("initContainerStatuses"), spec.get("initContainers"), True),
+                                      (status.get("containerStatuses"), spec.get("containers"), False)):
+            statuses, specs = statuses or (), specs or ()
+            for cs in statuses:
+                key = container_key(namespace, name, cs.get("name") or "")
                 old = get(key)
-                signature = (cs, pod_reason, pod_message, node)
-                if old is not None and self._seen.get(key) == signature:
+                signature = seen.get(key)
+                if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs:
                     out.append(old)
                     continue
-                self._seen[key] = signature
+                seen[key] = (cs, pod_level)
                 out.append(self._container(
-                    key, old, cs, by_name.get(cname) or {}, init, namespace=namespace, pod=name, node=node,
+                    key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
                     pod_reason=pod_reason, pod_message=pod_message))
-        for by_name, init in ((init_specs, True), (specs, False)):
-            for cname, cspec in by_name.items():
-                if cname not in seen_names and cname:
+            if len(statuses) == len(specs):
+                continue  # the usual case: every container has its status
+            have = {cs.get("name") for cs in statuses}
+            for cspec in specs:
+                cname = cspec.get("name")
+                if cname and cname not in have:
                     key = container_key(namespace, name, cname)
-                    self._seen.pop(key, None)
+                    seen.pop(key, None)
                     out.append(self._container(
                         key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
                         node=node, pod_reason=pod_reason, pod_message=pod_message))
@@ -129,7 +137,7 @@ class PodMapper:
             waiting = state.get("waiting") or {}
             phase, raw, message = Phase.WAITING, waiting.get("reason") or DEFAULT_WAITING, waiting.get("message") or ""
         reason = Reason.parse(raw)
-        raw_kept = "" if reason.value == raw else raw
+        raw_kept = raw if reason is Reason.OTHER else ""
         if init:
             message = f"init container: {message}" if message else "init container"
 

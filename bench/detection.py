@@ -23,8 +23,8 @@ from exporter.app import Exporter
 from exporter.config import load
 from exporter.resilience import ResilienceRegistry
 from tests.integration.dockerd import IMAGE, PrivateDockerd
-from tests.integration.engines_monitoring import (ALERTS, Alertmanager, Prometheus, SlackReceiver, free_port,
-                                                  temp_root)
+from tests.conftest import free_port
+from tests.integration.engines_monitoring import ALERTS, Alertmanager, Prometheus, SlackReceiver, temp_root
 
 HOST = "bench-host"
 GOALS = {"terminal": 30.0, "crash": 90.0, "oom": 60.0, "breaker": 60.0}

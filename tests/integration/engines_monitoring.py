@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -18,23 +17,10 @@ from typing import Any, Callable
 import requests
 import yaml
 
+from tests.conftest import free_port, require_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
-
-
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise FileNotFoundError(f"{name} is not installed (tests/run.sh installs it when run as root)")
-    return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
@@ -102,7 +88,7 @@ class Prometheus(_Process):
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        super().__init__([_binary("prometheus"), f"--config.file={root / 'prometheus.yml'}",
+        super().__init__([require_binary("prometheus"), f"--config.file={root / 'prometheus.yml'}",
                           f"--storage.tsdb.path={root / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
                           "--rules.alert.resend-delay=1s", "--log.level=warn"],
                          f"{self.url}/-/ready", root, "prometheus")
@@ -135,7 +121,7 @@ class Alertmanager(_Process):
                     if key in route or route is config["route"]:
                         route[key] = value
         (root / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        super().__init__([_binary("prometheus-alertmanager"), f"--config.file={root / 'alertmanager.yml'}",
+        super().__init__([require_binary("prometheus-alertmanager"), f"--config.file={root / 'alertmanager.yml'}",
                           f"--storage.path={root / 'am'}", f"--web.listen-address=127.0.0.1:{self.port}",
                           "--cluster.listen-address=", "--log.level=warn"],
                          f"{self.url}/-/ready", root, "alertmanager")
@@ -145,7 +131,7 @@ class NodeExporter(_Process):
     def __init__(self, root: Path, textfile_dir: Path) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        super().__init__([_binary("prometheus-node-exporter"), f"--web.listen-address={self.address}",
+        super().__init__([require_binary("prometheus-node-exporter"), f"--web.listen-address={self.address}",
                           "--collector.disable-defaults", "--collector.textfile",
                           f"--collector.textfile.directory={textfile_dir}"],
                          f"http://{self.address}/metrics", root, "node_exporter")

@@ -54,6 +54,8 @@ class Exporter:
         return str(host), int(port)
 
     def start(self) -> None:
+        # Sources register before the port opens, so /readyz is 503 until their first list.
+        self.sources = build_sources(self.config, self.store, self.registry)
         host, port = self.config.web.listen_address.host_port
         security = load_web_config(self.config.web.config_file) if self.config.web.config_file else None
         agents, probes = device_docs(self.device)
@@ -66,7 +68,6 @@ class Exporter:
             "address": f"{self.address[0]}:{self.address[1]}", "telemetry_path": self.config.web.telemetry_path,
             "tls": security is not None and security.ssl_context is not None,
             "version": __version__}})
-        self.sources = build_sources(self.config, self.store, self.registry)
         for source in self.sources:
             source.start()
         self.device.start()

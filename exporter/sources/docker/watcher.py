@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, Iterator
 import docker
 import orjson
 
-from exporter.resilience import CircuitOpenError, FullJitter, ResilienceRegistry, classify
+from exporter.resilience import FullJitter, ResilienceRegistry
+from exporter.sources.reconnect import run_sessions
 from exporter.sources.docker.events import CONTAINER_ACTIONS, NETWORK_ACTIONS, DockerEvent, MalformedEvent, parse_event
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import Phase, Reason, StateStore
@@ -83,22 +84,8 @@ class DockerWatcher:
                 pass
 
     def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                self._session()
-                attempt = 0
-                problem = "event stream ended"
-            except CircuitOpenError as exc:
-                problem = str(exc)
-            except Exception as exc:  # any engine or transport failure: back off and resume
-                problem = f"{classify(exc).value}: {exc}"
-            if self._stop.is_set():
-                break
-            attempt += 1
-            delay = self.backoff.delay(attempt)
-            self._set_up(False, problem, retry_in=round(delay, 2))
-            self._stop.wait(delay)
+        run_sessions(self._session, stop=self._stop, backoff=self.backoff, connected=lambda: bool(self._up),
+                     down=lambda problem, delay: self._set_up(False, problem, retry_in=round(delay, 2)))
         self._set_up(False, "stopped")
 
     def _set_up(self, up: bool, problem: str = "", **fields: object) -> None:

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from kubernetes.client import ApiException, CoreV1Api
 
-from exporter.resilience import CircuitOpenError, FullJitter, ResilienceRegistry, classify
+from exporter.resilience import FullJitter, ResilienceRegistry
+from exporter.sources.reconnect import run_sessions
 from exporter.sources.kubernetes.pods import PodMapper, pod_name
 from exporter.state import StateStore
 
@@ -100,23 +101,15 @@ class KubernetesWatcher:
             thread.join(timeout=10)
 
     def _run(self, scope: Scope) -> None:
-        api: CoreV1Api | None = None
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                api = api or CoreV1Api(self._api_factory())
-                self._session(api, scope)
-                problem = "stopped"
-            except CircuitOpenError as exc:
-                problem = str(exc)
-            except Exception as exc:  # any API or transport failure: back off and resume
-                problem = f"{classify(exc).value}: {exc}"
-            if self._stop.is_set():
-                break
-            attempt = 1 if scope.up else attempt + 1  # a session that connected starts the back-off over
-            delay = self.backoff.delay(attempt)
-            self._set_up(scope, False, problem, retry_in=round(delay, 2))
-            self._stop.wait(delay)
+        api: list[CoreV1Api] = []  # built once, on the first session
+
+        def session() -> None:
+            if not api:
+                api.append(CoreV1Api(self._api_factory()))
+            self._session(api[0], scope)
+
+        run_sessions(session, stop=self._stop, backoff=self.backoff, connected=lambda: scope.up,
+                     down=lambda problem, delay: self._set_up(scope, False, problem, retry_in=round(delay, 2)))
         self._set_up(scope, False, "stopped")
 
     def _set_up(self, scope: Scope, up: bool, problem: str = "", **fields: object) -> None:

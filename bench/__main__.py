@@ -5,7 +5,10 @@ client_python), docker_events (event ingest vs json.loads), docker_engine (real 
 scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
 vs naive writes, read by node_exporter), kube (pod list + 50k watch events through the official
 client from the fake API server, vs the client's own model deserialization; scrape of 10k containers), detection (root, ~2 min:
-failure -> Slack payload through real Prometheus and Alertmanager with the shipped alert timings).
+failure -> Slack payload through real Prometheus and Alertmanager with the shipped alert timings),
+footprint (root, ~2.5 min: RSS with 1,000 containers tracked; idle CPU with 100 idle containers
+on a private dockerd), soak (~1.5 min: 10k container churn without leaks, 100k-event burst without
+loss, 60 s of hypothesis fuzzing; `python -m bench.soak --seconds 600` fuzzes longer).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -17,7 +20,8 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection")
+SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
+          "footprint", "soak")
 
 
 def main() -> int:

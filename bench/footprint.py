@@ -1,0 +1,148 @@
+"""Footprint: resident memory with 1,000 containers tracked, and idle CPU on a real dockerd.
+
+- RSS: a fresh interpreter builds the exporter (store, collectors, HTTP-side modules, the Docker
+  SDK), fills the store with 1,000 records from inspect-shaped dicts, renders one scrape and
+  reads its own VmRSS; once Docker only, once with `kubernetes.client` imported as well. A bare
+  interpreter's RSS is printed beside them (the floor no Python exporter can go under).
+- idle CPU: a real `python -m exporter` watching a private dockerd with 100 idle containers,
+  scraped every 15 s like Prometheus; utime+stime from /proc/<pid>/stat over 60 s.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from bench.common import Row
+from tests.conftest import free_port, wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRAPE_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                  "Accept-Encoding": "gzip"}
+
+# Runs in a fresh interpreter: everything a Docker-only exporter imports, 1,000 records, one scrape.
+_RSS_SCRIPT = """
+import sys
+from exporter.app import Exporter
+from exporter.config import load
+from exporter.resilience import ResilienceRegistry
+from exporter.sources.docker.watcher import DockerWatcher  # the Docker SDK and requests, as in production
+from exporter.sources.docker.lifecycle import DockerLifecycle
+from bench.docker_events import inspect
+if sys.argv[2] == "kube":
+    import kubernetes.client
+app = Exporter(load(flags={"docker.enabled": "false"}), registry=ResilienceRegistry())
+lifecycle = DockerLifecycle("bench")
+for i in range(int(sys.argv[1])):
+    app.store.put(lifecycle.from_inspect(inspect(i), None))
+body = app.exposition.render()
+assert body.count(b"workload_container_info{") == int(sys.argv[1])
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmRSS:")))
+"""
+
+
+def rss_mib(n_containers: int, variant: str) -> float:
+    """VmRSS (MiB) of a fresh interpreter tracking `n_containers`; variant "docker" or "kube"."""
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(n_containers), variant], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def bare_rss_mib() -> float:
+    script = 'print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmRSS:")))'
+    return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                              check=True).stdout) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (the fields after the parenthesised command name)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_mib(pid: int) -> float:
+    line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def idle_cpu(n_containers: int = 100, seconds: float = 60.0, scrape_every: float = 15.0) -> tuple[float, float, float]:
+    """(CPU % of one core over `seconds`, exporter RSS MiB, setup seconds) with `n_containers` idle."""
+    engine = PrivateDockerd()
+    exporter: subprocess.Popen[bytes] | None = None
+    try:
+        engine.start()
+        engine.build_testbox()
+        setup = time.perf_counter()
+        client = engine.client()
+        for i in range(n_containers):
+            cid = client.create_container(IMAGE, command=["sleep", "3600"], name=f"idle-{i}",
+                                          host_config=client.create_host_config(network_mode="none"))["Id"]
+            client.start(cid)
+        setup = time.perf_counter() - setup
+        port = free_port()
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
+             "--docker.host", engine.url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def running_count() -> int:
+            body = requests.get(url, timeout=5).text
+            return sum(1 for line in body.splitlines()
+                       if line.startswith("workload_container_info{") and 'source="docker"' in line)
+
+        wait_until(lambda: running_count() >= n_containers, timeout=120, interval=0.5,
+                   message=f"{n_containers} containers on /metrics")
+        time.sleep(2)  # let the first sync's garbage settle before the window opens
+        before, start = cpu_seconds(exporter.pid), time.monotonic()
+        scrapes = 0
+        while time.monotonic() - start < seconds and scrapes < 100:
+            requests.get(url, headers=SCRAPE_HEADERS, timeout=10).raise_for_status()
+            scrapes += 1
+            next_at = start + scrapes * scrape_every
+            time.sleep(max(0.0, min(next_at, start + seconds) - time.monotonic()))
+        elapsed = time.monotonic() - start
+        used = cpu_seconds(exporter.pid) - before
+        return used / elapsed * 100, process_rss_mib(exporter.pid), setup
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            try:
+                exporter.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                exporter.kill()
+                exporter.wait(timeout=15)
+        engine.close()
+
+
+def rows(n_containers: int = 1000, idle_seconds: float = 60.0) -> list[Row]:
+    docker_only = min(rss_mib(n_containers, "docker") for _ in range(3))
+    with_kube = min(rss_mib(n_containers, "kube") for _ in range(3))
+    imports_only = min(rss_mib(0, "docker") for _ in range(3))
+    bare = bare_rss_mib()
+    cpu, idle_rss, setup = idle_cpu(seconds=idle_seconds)
+    return [
+        Row(f"RSS tracking {n_containers:,} containers, Docker only", docker_only, bare, "MiB",
+            "bare python3 interpreter", "<= 35 MB", docker_only * 1.048576 <= 35),
+        Row(f"RSS tracking {n_containers:,} containers, kubernetes client imported", with_kube, bare, "MiB",
+            "bare python3 interpreter", "<= 60 MB", with_kube * 1.048576 <= 60),
+        Row("RSS with 0 containers, Docker only (imports alone)", imports_only, bare, "MiB",
+            "bare python3 interpreter", "(informative)"),
+        Row(f"idle CPU, 100 idle containers, {idle_seconds:.0f} s, scrape every 15 s", cpu, None, "% of a core",
+            "", "<= 0.1 %", cpu <= 0.1),
+        Row("RSS of that running exporter (100 containers)", idle_rss, None, "MiB", "", "(informative)"),
+        Row("setup: docker create+start x100 sleep (vfs)", setup, None, "s", "", "(informative)"),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.common import format_table
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    print(format_table(rows(idle_seconds=parser.parse_args().idle_seconds)))

@@ -32,12 +32,10 @@ def render(state: dict[str, Any], *, wide: bool = False, now: float | None = Non
     now = time.time() if now is None else now
 
     def ago(t: float | None) -> str:
-        return humanize.duration(now - t) if t else ""
+        return humanize.ago(t, now)
 
     def until(t: float | None) -> str:
-        if not t:
-            return ""
-        return "now" if t <= now else "in " + humanize.duration(t - now)
+        return humanize.until(t, now)
 
     headers = ["NAME", "SOURCE", "STATUS", "RESTARTS", "EXIT", "AGE", "NEXT RETRY"]
     if wide:

@@ -23,3 +23,15 @@ def duration(seconds: float) -> str:
     if d < 730:
         return f"{d}d"
     return f"{d // 365}y"
+
+
+def ago(t: float | None, now: float) -> str:
+    """How long before `now` the point `t` was ("" when unknown)."""
+    return duration(now - t) if t else ""
+
+
+def until(t: float | None, now: float) -> str:
+    """When `t` comes relative to `now`: "in 30s", or "now" once it has passed ("" when unknown)."""
+    if not t:
+        return ""
+    return "now" if t <= now else "in " + duration(t - now)

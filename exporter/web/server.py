@@ -113,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
         return _TEMPLATES.get_template("index.html").render(
             state=self.server.state(), events=self.server.events(limit=20), refresh=self.server.refresh,
             telemetry_path=self.server.telemetry_path,
-            ago=lambda t: humanize.duration(now - t), until=lambda t: "now" if t <= now else "in " + humanize.duration(t - now))
+            ago=lambda t: humanize.ago(t, now), until=lambda t: humanize.until(t, now))
 
     def _json(self, doc: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
         self._send(status, json.dumps(doc, default=str).encode(), "application/json")

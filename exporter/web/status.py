@@ -15,7 +15,7 @@ from exporter.state import ContainerRecord, StateStore
 StatusSource = Callable[[], dict[str, Any]]
 
 
-def container_doc(r: ContainerRecord, now: float) -> dict[str, Any]:
+def container_doc(r: ContainerRecord) -> dict[str, Any]:
     name = r.container or r.image
     if r.pod and r.source.value == "kubernetes":
         name = f"{r.pod}/{r.container}"
@@ -48,7 +48,7 @@ def state_document(store: StateStore, registry: ResilienceRegistry, *, host: str
         "host": host, "generated_at": now,
         "sources": [{"name": s.name, "up": s.up, "synced": s.synced, "events": dict(s.events),
                      "dropped": s.dropped} for s in store.sources()],
-        "containers": [container_doc(r, now) for r in records],
+        "containers": [container_doc(r) for r in records],
         "breakers": breakers, "agents": agents(), "probes": probes(),
     }
 

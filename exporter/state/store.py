@@ -178,13 +178,14 @@ class StateStore:
     def count_event(self, name: str, result: str, n: int = 1) -> None:
         """Count a source event by result (ok, malformed, ignored, ...).
 
-        No lock: each source's counters have one writer, its own thread, and this runs per event.
+        Locked: a source may write from several threads (one watch per Kubernetes namespace).
         """
-        status = self._sources.get(name)
-        if status is None:
-            status = self.register_source(name)
-        events = status.events
-        events[result] = events.get(result, 0) + n
+        with self._lock:
+            status = self._sources.get(name)
+            if status is None:
+                status = self._sources[name] = SourceStatus(name)
+            events = status.events
+            events[result] = events.get(result, 0) + n
 
     def count_dropped(self, name: str) -> None:
         """A new object was not tracked because the source's cap was reached."""

@@ -124,3 +124,20 @@ def test_a_failing_listener_does_not_break_writes() -> None:
     store.subscribe(lambda key, rec: 1 / 0)
     store.put(record("a"))
     assert store.get("a") is not None
+
+
+def test_event_counts_from_several_threads_of_one_source_lose_nothing() -> None:
+    store = StateStore()
+    start = threading.Barrier(4)
+
+    def count() -> None:
+        start.wait()
+        for _ in range(20_000):
+            store.count_event("kubernetes", "ok")
+
+    threads = [threading.Thread(target=count) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.sources()[0].events == {"ok": 80_000}

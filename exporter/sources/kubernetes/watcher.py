@@ -156,7 +156,9 @@ class KubernetesWatcher:
         for pod in body.get("items") or ():
             self.apply(pod)
             listed.add(pod_name(pod))
-        for ident in [p for p in self._pods if scope.holds(p[0]) and p not in listed]:
+        with self._lock:  # other scopes' threads change the index meanwhile
+            gone = [p for p in self._pods if scope.holds(p[0]) and p not in listed]
+        for ident in gone:
             self.delete(ident)
         scope.resource_version = (body.get("metadata") or {}).get("resourceVersion") or ""
         scope.synced = True

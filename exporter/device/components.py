@@ -7,16 +7,20 @@ the metrics package; collectors read `agent_status` and `probe_status`.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from exporter.config import Config
 from exporter.device.agent import AgentRunner
 from exporter.device.health import HealthFile, health_document, read_counters
 from exporter.device.probes import Prober
-from exporter.device.schedule import AgentScheduler, build_trigger
 from exporter.device.status import AgentStatus, ProbeStatus
 from exporter.device.textfile import TextfilePublisher, TextfileWriter
 from exporter.resilience import ResilienceRegistry
+
+if TYPE_CHECKING:  # apscheduler (4 MiB of RSS) is imported only when an agent is configured
+    from apscheduler.triggers.base import BaseTrigger
+
+    from exporter.device.schedule import AgentScheduler
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,9 @@ class DeviceSide:
         if agent.command:
             self.agent_status = AgentStatus(agent.name, config.host)
             self.runner = AgentRunner(agent, self.agent_status, registry)
-            self.trigger = build_trigger(every=float(agent.every), jitter=float(agent.jitter), cron=agent.cron)
+            from exporter.device.schedule import build_trigger
+
+            self.trigger: BaseTrigger = build_trigger(every=float(agent.every), jitter=float(agent.jitter), cron=agent.cron)
             if agent.health_file:
                 runner, status = self.runner, self.agent_status
                 self.health = HealthFile(agent.health_file, lambda: health_document(
@@ -76,6 +82,8 @@ class DeviceSide:
         elif self.textfile is not None:
             self.textfile.write()  # the file exists (runs at zero) before the first run ends
         if schedule and self.runner is not None:
+            from exporter.device.schedule import AgentScheduler
+
             self.scheduler = AgentScheduler(self.runner, self.trigger)
             self.scheduler.start()
 

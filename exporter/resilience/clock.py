@@ -1,7 +1,6 @@
 """Injectable time: a fake clock so tests advance time instead of sleeping."""
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 
@@ -50,5 +49,7 @@ class FakeClock:
 
     async def async_sleep(self, seconds: float) -> None:
         """Drop-in for ``asyncio.sleep``: advances, then yields once so other tasks can run."""
+        import asyncio  # only asyncio users pay for importing it
+
         self.sleep(seconds)
         await asyncio.sleep(0)

@@ -5,7 +5,6 @@ clauses keep working; outcomes and per-attempt error codes land in the registry.
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -28,6 +27,13 @@ _SUCCESS_FIRST = 0  # index of successful_without_retry in the registry's counte
 _CAUTIOUS_RETRIES_PER_CALL = 1
 
 
+async def _asyncio_sleep(seconds: float) -> None:
+    """``asyncio.sleep``, imported on first use: sync-only users (the exporter) never load asyncio."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 @dataclass(frozen=True, eq=False)
 class RetryPolicy:
     """Immutable retry configuration; ``retry``/``retry_async`` run it, the instance decorates."""
@@ -42,7 +48,7 @@ class RetryPolicy:
     registry: ResilienceRegistry | None = field(default=None, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    async_sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    async_sleep: Callable[[float], Awaitable[None]] = field(default=_asyncio_sleep, repr=False)
     rng: random.Random | None = field(default=None, repr=False)
     before_sleep: Callable[[int, float, BaseException], None] | None = field(default=None, repr=False)
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import bcrypt
 import yaml
 
 from exporter.config import ConfigError, _build
@@ -90,6 +89,8 @@ class WebSecurity:
         with self._lock:
             if any(hmac.compare_digest(token, seen) for seen in self._verified):
                 return True
+        import bcrypt  # only servers with basic_auth_users load it
+
         if not bcrypt.checkpw(password.encode(), hashed.replace("$2y$", "$2b$", 1).encode()):
             return False
         with self._lock:

@@ -156,7 +156,7 @@ class ContainerCollector:
         store.subscribe(lambda key, _record: self._cache.mark(key))
         self._cache.mark_all(r.key for r in store.records())
 
-    def collect(self) -> Iterable[tuple[Family[ContainerRecord], str]]:
+    def collect(self) -> Iterable[tuple[Family[ContainerRecord], bytes]]:
         return self._cache.bodies()
 
     def families(self) -> tuple[Family[ContainerRecord], ...]:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import gzip
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
+from exporter.metrics.exposition import render_collectors
 from exporter.metrics.family import COUNTER, GAUGE, Family, escape
 from exporter.resilience import ResilienceRegistry
 from exporter.state import ContainerRecord, Health, Phase, Reason, Source, StateStore
@@ -153,3 +156,24 @@ def test_family_rows_enforce_counter_naming() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad} accepted")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "remove", "scrape"]), st.sampled_from("abcd"),
+                          st.sampled_from(list(Phase)), st.integers(0, 3), st.booleans()), max_size=40))
+def test_cached_scrape_always_equals_a_fresh_render(ops: list[tuple[str, str, Phase, int, bool]]) -> None:
+    # The per-object text and the per-family joined text are invalidated piecemeal; whatever the
+    # sequence of changes and scrapes, the result must be what rendering from scratch gives.
+    store = StateStore()
+    cached = ContainerCollector(store)
+    for op, key, phase, restarts, terminal in ops:
+        if op == "put":
+            store.put(record(key, phase=phase, restarts=restarts, terminal=terminal,
+                             reason=Reason.ERR_IMAGE_NEVER_PULL if terminal else Reason.RUNNING))
+        elif op == "remove":
+            store.remove(key)
+        else:
+            render_collectors([cached])
+        fresh = ContainerCollector(store)
+        assert samples(render_collectors([cached]).decode()) == samples(render_collectors([fresh]).decode())
+

@@ -36,6 +36,13 @@ def per_call_seconds(fn: Callable[[], object], *, calls: int = 200_000, repeats:
     return best
 
 
+def _ratio(ratio: float | None) -> str:
+    """0.5x; very small ratios as 1/N (what "N times faster" goals read)."""
+    if ratio is None:
+        return "-"
+    return f"1/{1 / ratio:,.0f}" if 0 < ratio < 0.01 else f"{ratio:.3g}x"
+
+
 def format_table(rows: list[Row]) -> str:
     """Render rows as a fixed-width text table (also pasted into docs/BENCHMARKS.md)."""
     header = ("benchmark", "ours", "peer", "peer value", "ratio", "goal", "met")
@@ -46,7 +53,7 @@ def format_table(rows: list[Row]) -> str:
             f"{r.ours:.4g} {r.unit}",
             r.peer_name or "-",
             f"{r.peer:.4g} {r.unit}" if r.peer is not None else "-",
-            f"{r.ratio:.3g}x" if r.ratio is not None else "-",
+            _ratio(r.ratio),
             r.goal or "-",
             {True: "yes", False: "NO", None: "-"}[r.met],
         ))

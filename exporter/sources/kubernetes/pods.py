@@ -16,6 +16,10 @@ Rules (also in README):
   observed increase of restartCount whose termination (finishedAt) was not seen before, so an
   OOM kill between two events or across a relist is never missed; oom_kills likewise.
 - health (readiness) only for containers whose spec has a readiness or startup probe.
+- A pod the mapping cannot read raises TypeError, ValueError or AttributeError (the watcher
+  counts it malformed) and changes nothing: a name, reason, message, image or id that is not a
+  string, a name holding "/" (it would split the record key), a pod without a name, an exit code
+  or restart count that is not a number.
 """
 from __future__ import annotations
 
@@ -37,16 +41,40 @@ def container_key(namespace: str, pod: str, container: str) -> str:
 
 
 def pod_name(pod: Pod) -> tuple[str, str]:
+    """(namespace, name); a value that is not a string reads as "" (and `records` refuses the pod)."""
     meta = pod.get("metadata") or {}
-    return meta.get("namespace") or "", meta.get("name") or ""
+    namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+    return namespace if isinstance(namespace, str) else "", name if isinstance(name, str) else ""
+
+
+def _text(value: Any, what: str) -> str:
+    """A string field ("" when absent); any other type makes the pod malformed."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise TypeError(f"{what}: expected a string, got {type(value).__name__}")
+
+
+def _name(value: Any, what: str) -> str:
+    """A namespace, pod or container name: a string without "/", which would split the record key."""
+    text = _text(value, what)
+    if "/" in text:
+        raise ValueError(f"{what}: {text[:100]!r} holds a '/'")
+    return text
+
+
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value or 0)
+    except OverflowError:  # inf (json.loads reads Infinity): not a number either
+        raise ValueError(f"{what}: expected an integer, got {value!r}") from None
 
 
 _timestamp = lru_cache(maxsize=16384)(parse_timestamp)  # a termination is re-sent on every pod change
 
 
 def _termination(term: Mapping[str, Any]) -> tuple[int, str, float | None]:
-    code = int(term.get("exitCode") or 0)
-    raw = term.get("reason") or ("Completed" if code == 0 else "Error")
+    code = _int(term.get("exitCode"), "terminated.exitCode")
+    raw = _text(term.get("reason"), "terminated.reason") or ("Completed" if code == 0 else "Error")
     return code, raw, _timestamp(term.get("finishedAt"))
 
 
@@ -75,32 +103,42 @@ class PodMapper:
         self._pods.pop((namespace, rest.rpartition("/")[0]), None)
 
     def records(self, pod: Pod, get: Lookup) -> list[ContainerRecord]:
-        """Every container record of `pod`; unchanged containers return their stored record."""
-        namespace, name = pod_name(pod)
+        """Every container record of `pod`; unchanged containers return their stored record.
+
+        Raises TypeError, ValueError or AttributeError for a pod it cannot read, remembering nothing
+        of it: the next good state of the pod maps as if the bad one never came.
+        """
+        meta = pod.get("metadata") or {}
+        namespace = _name(meta.get("namespace"), "metadata.namespace")
+        name = _name(meta.get("name"), "metadata.name")
+        if not name:
+            raise ValueError("metadata.name: missing")
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
-        node = spec.get("nodeName") or self.host
+        node = _text(spec.get("nodeName"), "spec.nodeName") or self.host
         last = self._pods.get((namespace, name))
         if last is not None and last[0] == status and last[1] == node:  # labels/annotations-only change
             unchanged = [get(k) for k in last[2]]
             if None not in unchanged:
                 return unchanged  # type: ignore[return-value]
-        pod_reason = status.get("reason") if status.get("phase") == "Failed" else None
-        pod_message = status.get("message") or ""
+        pod_reason = _text(status.get("reason"), "status.reason") if status.get("phase") == "Failed" else None
+        pod_message = _text(status.get("message"), "status.message")
         pod_level = (pod_reason, pod_message, node)
         out: list[ContainerRecord] = []
         seen = self._seen
+        staged: list[tuple[str, Any]] = []  # signatures, written to `seen` once the whole pod mapped
         for statuses, specs, init in ((status.get("initContainerStatuses"), spec.get("initContainers"), True),
                                       (status.get("containerStatuses"), spec.get("containers"), False)):
             statuses, specs = statuses or (), specs or ()
             for cs in statuses:
-                key = container_key(namespace, name, cs.get("name") or "")
+                cname = _name(cs.get("name"), "containerStatuses.name")
+                key = container_key(namespace, name, cname)
                 old = get(key)
                 signature = seen.get(key)
                 if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs:
                     out.append(old)
                     continue
-                seen[key] = (cs, pod_level)
+                staged.append((key, (cs, pod_level)))
                 out.append(self._container(
                     key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
                     pod_reason=pod_reason, pod_message=pod_message))
@@ -108,13 +146,18 @@ class PodMapper:
                 continue  # the usual case: every container has its status
             have = {cs.get("name") for cs in statuses}
             for cspec in specs:
-                cname = cspec.get("name")
+                cname = _name(cspec.get("name"), "containers.name")
                 if cname and cname not in have:
                     key = container_key(namespace, name, cname)
-                    seen.pop(key, None)
+                    staged.append((key, None))
                     out.append(self._container(
                         key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
                         node=node, pod_reason=pod_reason, pod_message=pod_message))
+        for key, signature in staged:
+            if signature is None:
+                seen.pop(key, None)
+            else:
+                seen[key] = signature
         self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out))
         return out
 
@@ -123,7 +166,7 @@ class PodMapper:
                    pod_message: str) -> ContainerRecord:
         state = cs.get("state") or {}
         last = (cs.get("lastState") or {}).get("terminated")
-        restarts = int(cs.get("restartCount") or 0)
+        restarts = _int(cs.get("restartCount"), "restartCount")
         current = state.get("terminated")
         started_at = None
         if pod_reason:
@@ -132,10 +175,12 @@ class PodMapper:
             phase, raw, message = Phase.RUNNING, "Running", ""
             started_at = _timestamp((state["running"] or {}).get("startedAt"))
         elif current is not None:
-            phase, raw, message = Phase.TERMINATED, _termination(current)[1], current.get("message") or ""
+            phase, raw, message = (Phase.TERMINATED, _termination(current)[1],
+                                   _text(current.get("message"), "terminated.message"))
         else:
             waiting = state.get("waiting") or {}
-            phase, raw, message = Phase.WAITING, waiting.get("reason") or DEFAULT_WAITING, waiting.get("message") or ""
+            phase, raw, message = (Phase.WAITING, _text(waiting.get("reason"), "waiting.reason") or DEFAULT_WAITING,
+                                   _text(waiting.get("message"), "waiting.message"))
         reason = Reason.parse(raw)
         raw_kept = raw if reason is Reason.OTHER else ""
         if init:
@@ -169,8 +214,9 @@ class PodMapper:
             health = (Health.STARTING if cs.get("started") is False
                       else Health.HEALTHY if cs.get("ready") else Health.UNHEALTHY)
         record = record.evolve(
-            host=node, namespace=namespace, pod=pod, image=cspec.get("image") or cs.get("image") or "",
-            container_id=cs.get("containerID") or "", phase=phase, reason=reason,
+            host=node, namespace=namespace, pod=pod,
+            image=_text(cspec.get("image"), "containers.image") or _text(cs.get("image"), "containerStatuses.image"),
+            container_id=_text(cs.get("containerID"), "containerID"), phase=phase, reason=reason,
             raw_reason=raw_kept, message=message[:500], restarts=restarts,
             terminal=reason.is_terminal, health=health, started_at=started_at or record.started_at,
             oom_kills=record.oom_kills + oom, **changes)

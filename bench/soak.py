@@ -6,42 +6,70 @@
   process memory must come back to where they were before the churn.
 - burst: 100k events through `handle_line` with no event lost (events_total{result="ok"}) and a
   tracemalloc peak that does not grow with the number of events (10k vs 100k).
-- fuzz: hypothesis against `parse_event`/`handle_line`, `exporter.config.load` (random YAML
-  files and flag texts) and `/api/events?limit=&container=&reason=` of a running Exporter on
-  loopback, for a bounded time; a crash is any exception but MalformedEvent / ConfigError, and
-  any HTTP answer but 200 / 400.
+- fuzz: hypothesis for a bounded time against
+  - Docker events: `parse_event`/`handle_line`; a crash is any exception but MalformedEvent;
+  - config: `exporter.config.load` (random YAML files and flag texts); any exception but ConfigError;
+  - `/api/events?limit=&container=&reason=` of a running Exporter: any answer but 200 (JSON list) / 400;
+  - Kubernetes pods: `PodMapper.records` on random JSON; `KubernetesWatcher.apply` on kubelet-shaped
+    fixture pods mutated (keys dropped, wrong types, nulls, huge/negative numbers, unicode, several
+    states at once, parts of other pods grafted) against a reference watcher that never saw the
+    mutant; watch streams of mutated events cut into random chunks through the watcher's own read
+    loop (`_watch` with an in-memory response). A crash: any exception but TypeError/ValueError/
+    AttributeError from the mapping (the watcher counts those malformed) or WatchExpired/ApiException
+    after an ERROR event; a record holding a wrong type; a scrape or status document that fails to
+    render; a line not counted exactly once; a change to another pod's records; a rejected pod that
+    leaves a trace (the next good state maps differently from the reference);
+  - every HTTP route (/metrics, /healthz, /readyz, /api/state, /api/events, /) with raw requests:
+    random and odd paths, repeated/unicode/percent-garbage/huge query parameters, Accept,
+    Accept-Encoding and other headers, HEAD, without and with basic auth; a crash is a 5xx (but
+    /readyz's 503), a dropped connection, a non-JSON body where JSON is promised, a 4xx without a
+    message, 404 for a route or 200 for an unknown path, a /metrics body not in the negotiated
+    format or encoding.
 
-`python -m bench.soak [--seconds 60]` (fuzz time in total, up to 600).
+`python -m bench.soak [--seconds 60]`: fuzz time in total (up to 600), spread over all targets
+(Docker events 20 %, config 15 %, /api/events 10 %, Kubernetes pods 35 %, HTTP routes 20 %).
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import copy
 import gc
+import gzip
+import http.client
+import io
 import json
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+from urllib.parse import quote, urlsplit
 
 import docker
 import requests
 import yaml
 from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
+from kubernetes.client import ApiException
 
 from bench.common import Row
 from bench.docker_events import BASE, N_CONTAINERS, container_id, event_lines, inspect
 from exporter.app import Exporter
 from exporter.config import ConfigError, leaves, load
 from exporter.metrics import ContainerCollector, Exposition
+from exporter.metrics.exposition import render_collectors
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker.events import CONTAINER_ACTIONS, MalformedEvent, parse_event
 from exporter.sources.docker.watcher import DockerWatcher
+from exporter.sources.kubernetes.watcher import KubernetesWatcher, Scope, WatchExpired, _lines
 from exporter.state import ContainerRecord, Phase as RecordPhase, Reason, Source, StateStore
+from exporter.web.status import state_document
 
 CHURN_OFFSET = 10**9  # ids of churned containers, apart from the 1,000 long-lived ones
 
@@ -180,28 +208,40 @@ class Fuzzed:
 
 
 def fuzz_for(target: str, strategy: st.SearchStrategy[Any], check: Callable[[Any], None], seconds: float,
-             *, batch: int = 200, max_batches: int = 100_000) -> Fuzzed:
-    """Run `check` on generated values for `seconds`; every exception it lets out is a crash."""
+             *, batch: int = 200, max_batches: int = 100_000, min_examples: int = 20) -> Fuzzed:
+    """Run `check` on generated values for `seconds` (and at least `min_examples` times: hypothesis'
+    first use of a character class in a fresh checkout builds its charmap cache for seconds);
+    every exception it lets out is a crash."""
     result = Fuzzed(target)
+
+    def done() -> bool:
+        return time.monotonic() >= stop_at and result.examples >= min_examples
 
     @settings(max_examples=batch, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
     @given(strategy)
     def one(value: Any) -> None:
-        if time.monotonic() >= stop_at:
+        if done():
             return  # out of time: finish the batch without running the target
         result.examples += 1
         check(value)
 
     stop_at = time.monotonic() + seconds
     for _ in range(max_batches):
-        if time.monotonic() >= stop_at:
+        if done():
             break
         try:
             one()
-        except Exception as exc:  # hypothesis re-raises the shrunk failure
-            result.crashes.append(f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # hypothesis re-raises the shrunk failure(s)
+            failures = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+            result.crashes.extend(_describe(failure) for failure in failures)
     return result
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception and hypothesis' note naming the falsifying example, cut to a few lines."""
+    notes = " | ".join(getattr(exc, "__notes__", ()))
+    return f"{type(exc).__name__}: {exc}"[:400] + (f" [{notes[:600]}]" if notes else "")
 
 
 _TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
@@ -323,9 +363,521 @@ def fuzz_web(seconds: float) -> Fuzzed:
         app.stop()
 
 
+# -- Kubernetes pods -----------------------------------------------------------------------
+# The watcher counts a pod it cannot read as malformed when the mapping raises one of these
+# (exporter/sources/kubernetes/watcher.py, handle_line); any other exception is a crash.
+POD_MALFORMED = (TypeError, ValueError, AttributeError)
+FIXTURE_PODS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "pods"
+KUBE_PODS: dict[str, dict[str, Any]] = {p.stem: json.loads(p.read_text()) for p in sorted(FIXTURE_PODS.glob("*.json"))}
+KUBE_NAMES = sorted(KUBE_PODS)
+_STR_FIELDS = ("key", "container", "host", "namespace", "pod", "image", "container_id", "raw_reason", "message")
+
+
+def _subtrees(node: Any, out: list[Any]) -> list[Any]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key != "managedFields":
+                out.append(value)
+                _subtrees(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            out.append(value)
+            _subtrees(value, out)
+    return out
+
+
+# Pieces of real pods to graft where they do not belong (a status list where a spec is, ...).
+_GRAFTS = _subtrees(list(KUBE_PODS.values()), [])
+# Every container state of the fixtures ({"waiting": ...}, {"running": ...}, {"terminated": ...}).
+_STATES = [s for pod in KUBE_PODS.values() for key in ("initContainerStatuses", "containerStatuses")
+           for cs in pod["status"].get(key) or () for s in (cs.get("state"), cs.get("lastState")) if s]
+_NASTY = st.one_of(
+    st.sampled_from([None, "", [], {}, 0, -1, True, False, 2**31, -2**31, 2**63 - 1, -2**63, 2**64 - 1, 0.5, -0.0,
+                     1e308, -1e308, "0", "-1", "12", "1e3", "0001-01-01T00:00:00Z", "2026-13-45T99:99:99Z",
+                     "2026-11-20T09:14:03.123456789123Z", "9999-12-31T23:59:59Z", "not a time", "\u202e\x00",
+                     "\U0001f4a5", "a" * 5000, "Running", "OOMKilled", "CrashLoopBackOff", "Evicted", "Failed",
+                     "Completed", "ErrImagePull", "a/b", "k8s:a/b/c", "\\\"\n", "\udfff".encode(
+                         "utf-8", "surrogatepass").decode("utf-8", "replace")]),
+    _JSON, st.integers(min_value=-2**70, max_value=2**70))
+# Where a mutation lands: anywhere, or inside the parts the mapping reads.
+_ZONES = ((), ("status",), ("status", "containerStatuses"), ("status", "initContainerStatuses"),
+          ("status", "containerStatuses", 0, "state"), ("status", "containerStatuses", 1, "lastState"),
+          ("spec", "containers"), ("spec", "initContainers"), ("metadata",))
+_MUTATION = st.tuples(st.sampled_from(["drop", "set", "set", "dup", "states", "graft"]), st.sampled_from(_ZONES),
+                      st.integers(0, 2**16), _NASTY)
+
+
+def _slots(node: Any) -> list[tuple[Any, Any]]:
+    """(parent, key) of every value under `node`, managedFields' insides left out."""
+    out: list[tuple[Any, Any]] = []
+
+    def walk(parent: Any) -> None:
+        items = parent.items() if isinstance(parent, dict) else enumerate(parent) if isinstance(parent, list) else ()
+        for key, value in list(items):
+            out.append((parent, key))
+            if key != "managedFields":
+                walk(value)
+
+    walk(node)
+    return out
+
+
+def mutate(pod: dict[str, Any], mutations: list[tuple[str, tuple[Any, ...], int, Any]]) -> dict[str, Any]:
+    """A deep copy of `pod` with each mutation applied at a slot chosen by index within its zone."""
+    pod = json.loads(json.dumps(pod))
+    for op, zone, index, value in mutations:
+        root: Any = pod
+        for part in zone:
+            try:
+                root = root[part]
+            except (KeyError, IndexError, TypeError):
+                root = pod
+                break
+        slots = _slots(root) or _slots(pod)
+        if not slots:
+            return pod
+        parent, key = slots[index % len(slots)]
+        if op == "drop":
+            del parent[key]
+        elif op == "set":
+            parent[key] = copy.deepcopy(value)  # never share the strategy's own [] or {}
+        elif op == "dup" and isinstance(parent, list):
+            parent.insert(key, json.loads(json.dumps(parent[key])))
+        elif op == "dup":
+            parent[f"{key}-copy"] = parent[key]
+        elif op == "states":  # several of waiting/running/terminated at once
+            merged: dict[str, Any] = {}
+            for k in range(1 + index % 3):
+                merged.update(_STATES[(index + 7 * k) % len(_STATES)])
+            parent[key] = json.loads(json.dumps(merged))
+        else:  # graft
+            parent[key] = json.loads(json.dumps(_GRAFTS[index % len(_GRAFTS)]))
+    return pod
+
+
+def kube_pod(fixture: str, *, name: str = "web-0", namespace: str = "shop") -> dict[str, Any]:
+    pod = json.loads(json.dumps(KUBE_PODS[fixture]))
+    pod["metadata"].update(name=name, namespace=namespace)
+    return pod
+
+
+def _kube_watcher() -> tuple[KubernetesWatcher, StateStore, ContainerCollector]:
+    store = StateStore()
+    watcher = KubernetesWatcher(store, ResilienceRegistry(), host="soak", api_factory=lambda: None)
+    return watcher, store, ContainerCollector(store)
+
+
+def record_problems(record: ContainerRecord) -> list[str]:
+    """What a record holds that its type promises it does not (these break the scrape or the API)."""
+    problems = [f"{name}={getattr(record, name)!r:.60}" for name in _STR_FIELDS
+                if type(getattr(record, name)) is not str]
+    for name in ("restarts", "oom_kills", "retry_count"):
+        if type(getattr(record, name)) is not int:
+            problems.append(f"{name}={getattr(record, name)!r:.60}")
+    if record.last_exit_code is not None and type(record.last_exit_code) is not int:
+        problems.append(f"last_exit_code={record.last_exit_code!r:.60}")
+    for name in ("last_terminated_at", "started_at", "created_at", "next_retry_at"):
+        value = getattr(record, name)
+        if value is not None and (type(value) not in (int, float) or value != value or abs(value) == float("inf")):
+            problems.append(f"{name}={value!r:.60}")
+    if not isinstance(record.phase, RecordPhase) or not isinstance(record.reason, Reason):
+        problems.append(f"phase/reason={record.phase!r}/{record.reason!r}")
+    return problems
+
+
+def _check_store(store: StateStore, collector: ContainerCollector) -> bytes:
+    """Every record well typed, the scrape and the status document render; returns the scrape text."""
+    for record in store.records():
+        problems = record_problems(record)
+        if problems:
+            raise AssertionError(f"record {record.key!r:.80} holds {', '.join(problems)}")
+    json.dumps(state_document(store, ResilienceRegistry(), host="soak"))
+    return render_collectors([collector])
+
+
+def fuzz_pods(seconds: float) -> list[Fuzzed]:
+    """The pod mapping on random JSON and on mutated kubelet pods (differential), and watch streams."""
+    def check_random(pod: Any) -> None:
+        watcher, store, collector = _kube_watcher()
+        try:
+            records = watcher.mapper.records(pod, store.get)
+        except POD_MALFORMED:
+            return
+        for record in records:
+            store.put(record)
+        _check_store(store, collector)
+
+    def check_mutant(case: tuple[str, str, list[Any]]) -> None:
+        before, after, mutations = case
+        # subject: sentinel, pod, the mutant of its next state, then that state; reference: no mutant
+        subject, store, collector = _kube_watcher()
+        reference, ref_store, _ = _kube_watcher()
+        for w in (subject, reference):
+            w.apply(kube_pod("running", name="keep", namespace="soak-sentinel"))
+            w.apply(kube_pod(before))
+        sentinel = {r.key: r for r in store.records() if r.namespace == "soak-sentinel"}
+        try:
+            subject.apply(mutate(kube_pod(after), mutations))
+            rejected = False
+        except POD_MALFORMED:
+            rejected = True
+        _check_store(store, collector)
+        subject.apply(kube_pod(after))
+        reference.apply(kube_pod(after))
+        if any(store.get(k) is not r for k, r in sentinel.items()):
+            raise AssertionError("the sentinel pod's records changed")
+        text = _check_store(store, collector)
+        if b'pod="keep"' not in text:
+            raise AssertionError("the sentinel pod is missing from the scrape")
+        if rejected:  # a rejected pod leaves no trace: the next good state maps as if it never came
+            ours = sorted(store.records(), key=lambda r: r.key)
+            theirs = sorted(ref_store.records(), key=lambda r: r.key)
+            if ours != theirs:
+                diff = [(a.key, {f: (v, b.__dict__[f]) for f, v in a.__dict__.items() if v != b.__dict__[f]})
+                        for a, b in zip(ours, theirs) if a != b]
+                raise AssertionError(f"records after a rejected pod differ from the reference: {diff!r:.400}")
+
+    stream_watcher, stream_store, stream_collector = _kube_watcher()
+    stream_watcher.apply(kube_pod("running", name="keep", namespace="soak-sentinel"))
+    sentinel = {r.key: r for r in stream_store.records()}
+    scope = Scope()
+    api = _StreamApi()
+
+    def check_stream(case: tuple[list[bytes], list[int]]) -> None:
+        lines, cuts = case
+        stream = b"".join(line + b"\n" for line in lines)
+        points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+        api.chunks = [stream[a:b] for a, b in zip(points, points[1:]) if b > a]
+        expected = sum(1 for _ in _lines(_Chunks(api.chunks)))
+        before = stream_store.sources()[0].events
+        try:
+            stream_watcher._watch(api, scope)  # type: ignore[arg-type]  # the real read loop, no socket
+            raised = None
+        except (WatchExpired, ApiException) as exc:
+            raised = exc
+        after = stream_store.sources()[0].events
+        counted = sum(after.values()) - sum(before.values())
+        if raised is not None:
+            if after.get("error", 0) != before.get("error", 0) + 1:
+                raise AssertionError(f"{type(raised).__name__} without an ERROR event: {raised}")
+            if counted > expected:
+                raise AssertionError(f"{counted} events counted for {expected} lines")
+        elif counted != expected:
+            raise AssertionError(f"{counted} events counted for {expected} lines ({before} -> {after})")
+        if any(stream_store.get(k) is not r for k, r in sentinel.items()):
+            raise AssertionError("the sentinel pod's records changed")
+        if b'pod="keep"' not in _check_store(stream_store, stream_collector):
+            raise AssertionError("the sentinel pod is missing from the scrape")
+
+    random_pods = st.one_of(_JSON, st.fixed_dictionaries({}, optional={
+        "metadata": st.one_of(_JSON, st.fixed_dictionaries({}, optional={"name": _NASTY, "namespace": _NASTY})),
+        "spec": _JSON, "status": _JSON}))
+    mutants = st.tuples(st.sampled_from(KUBE_NAMES), st.sampled_from(KUBE_NAMES),
+                        st.lists(_MUTATION, min_size=1, max_size=4))
+    kinds = st.one_of(st.sampled_from(["ADDED", "MODIFIED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]), _JSON)
+    event = st.builds(lambda kind, fixture, name, mutations: {"type": kind, "object": mutate(
+        kube_pod(fixture, name=name), mutations)}, kinds, st.sampled_from(KUBE_NAMES),
+        st.sampled_from(["web-0", "web-1", "web-2"]), st.lists(_MUTATION, max_size=3))
+    lines = st.one_of(
+        st.builds(_event_bytes, event, st.one_of(st.none(), st.none(), st.integers(0, 7000))),
+        st.builds(lambda code: _event_bytes({"type": "ERROR", "object": status_object(code)}, None), st.integers(0, 5)),
+        st.binary(max_size=300), st.builds(lambda e: json.dumps(e).encode(), _JSON))
+    streams = st.tuples(st.lists(lines, min_size=1, max_size=4), st.lists(st.integers(0, 2**20), max_size=6))
+    return [fuzz_for("PodMapper.records(random JSON)", random_pods, check_random, seconds * 0.25),
+            fuzz_for("KubernetesWatcher.apply(mutated kubelet pods)", mutants, check_mutant, seconds * 0.45),
+            fuzz_for("KubernetesWatcher watch stream (mutated events, random chunks)", streams, check_stream,
+                     seconds * 0.30)]
+
+
+def status_object(index: int) -> dict[str, Any]:
+    """A Status as the API server sends in an ERROR event (410 Gone, 500, ... and odd codes)."""
+    code = [410, 500, 403, "410", None, 0][index % 6]
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "soak",
+            "reason": "Expired", "code": code}
+
+
+class _Chunks:
+    """A watch response of fixed chunks: what urllib3 hands `_lines`."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        yield from self.chunks
+
+    def release_conn(self) -> None:
+        pass
+
+
+class _StreamApi:
+    """The CoreV1Api calls of a watch, answered from memory."""
+
+    chunks: list[bytes] = []
+
+    def list_pod_for_all_namespaces(self, **_: Any) -> _Chunks:
+        return _Chunks(self.chunks)
+
+
+# -- every HTTP route ------------------------------------------------------------------------
+ROUTES = ("/metrics", "/healthz", "/readyz", "/api/state", "/api/events", "/")
+JSON_ROUTES = {"/api/state": dict, "/api/events": list}
+SOAK_USER, SOAK_PASSWORD = "soak", "s3cret-\u00e9\U0001f511"
+_PERCENT = st.sampled_from(["%", "%%", "%zz", "%ff%fe", "%00", "%C0%80", "%E2%82", "%25%32%35", "%2F", "%0d%0a",
+                            "%u2603", "%E2%80%AE", "%F0%9F%92%A5", "+", "&", "=", ";", "?", "#", "..", "."])
+_SAFE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7e), max_size=30)
+_RAW_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), max_size=20)
+_QUERY_VALUES = st.one_of(_SAFE, _RAW_TEXT, _PERCENT, st.integers(-2**80, 2**80).map(str),
+                          st.sampled_from(["", "9" * 5000, "1e3", "0x10", " 5", "\u0661\u0662", "1_000", "-0",
+                                           "CrashLoopBackOff", "OOMKilled", "c1", "\u00fcml\u00e4ut", "a" * 70_000]))
+_QUERY_KEYS = st.one_of(st.sampled_from(["limit", "container", "reason", "limit", "x", "", "LIMIT", "limit[]"]),
+                        _SAFE, _PERCENT)
+_HTTP_PATHS = st.one_of(st.sampled_from(ROUTES), st.sampled_from(ROUTES),
+                        st.sampled_from(["/api", "/api/", "/metrics/", "/favicon.ico", "/api/events/", "//metrics",
+                                         "/scrape", "///api/state", "/METRICS", "/healthz/../metrics", "/./metrics",
+                                         "*", "http://soak/api/events", "/api/state%00", "/%2e%2e/", "/index.html"]),
+                        st.builds(lambda a, b: a + b, st.sampled_from(ROUTES), st.one_of(_SAFE, _PERCENT, _RAW_TEXT)),
+                        _SAFE.map(lambda s: "/" + s), _RAW_TEXT.map(lambda s: "/" + s))
+_ACCEPT = st.one_of(st.sampled_from([
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "application/openmetrics-text; version=0.0.1", "application/openmetrics-text;version=99", "text/plain",
+    "*/*", "", "application/json", "text/html", "application/openmetrics-text;q=0", "APPLICATION/OPENMETRICS-TEXT",
+    "application/openmetrics-text" * 500]), _RAW_TEXT)
+_ACCEPT_ENCODING = st.one_of(st.sampled_from(["gzip", "GZIP", "gzip, deflate, br", "x-gzip", "identity", "*",
+                                              "gzip;q=0", "br", "", "deflate", "gzip" * 1000]), _RAW_TEXT)
+
+
+def _auth_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+_AUTHORIZATION = st.one_of(
+    st.builds(_auth_header, st.sampled_from([SOAK_USER, "", "root", SOAK_USER + " "]),
+              st.one_of(st.just(SOAK_PASSWORD), _RAW_TEXT, st.text(min_size=60, max_size=200),
+                        st.just(SOAK_PASSWORD + "x" * 80), st.just("x" * 100))),
+    st.just(_auth_header(SOAK_USER, SOAK_PASSWORD)),
+    st.sampled_from(["Basic", "Basic ", "Basic !!!", "basic " + _auth_header(SOAK_USER, SOAK_PASSWORD)[6:],
+                     "Bearer abc", "Basic " + "A" * 10_000, "Basic =",
+                     "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+                     "Basic " + base64.b64encode(b"no-colon").decode()]),
+    _RAW_TEXT)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str                      # as sent in the request line
+    headers: tuple[tuple[str, str], ...]
+    keep_alive: bool
+
+    def encode(self) -> bytes:
+        lines = [f"{self.method} {self.target} HTTP/1.1", "Host: soak",
+                 *(f"{name}: {value}" for name, value in self.headers),
+                 "Connection: keep-alive" if self.keep_alive else "Connection: close", "", ""]
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+    def header(self, name: str) -> str | None:
+        """The header as the handler sees it, read by http.server's own parser: a header line whose
+        name is not ASCII ends the headers there (email.feedparser), the ones after it are dropped."""
+        head = self.encode().partition(b"\r\n")[2]
+        return http.client.parse_headers(io.BytesIO(head)).get(name)
+
+
+def _target(path: str, query: list[tuple[str, str]], encode: bool, fragment: str) -> str:
+    if encode:
+        text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    else:
+        text = "&".join(f"{k}={v}" if v or k else "" for k, v in query)
+    target = path + (f"?{text}" if query else "") + (f"#{fragment}" if fragment else "")
+    return target.replace(" ", "%20")
+
+
+_REQUESTS = st.builds(
+    Request,
+    st.sampled_from(["GET", "GET", "GET", "HEAD"]),
+    st.builds(_target, _HTTP_PATHS, st.lists(st.tuples(_QUERY_KEYS, _QUERY_VALUES), max_size=6), st.booleans(),
+              st.one_of(st.just(""), _SAFE)),
+    st.lists(st.one_of(st.tuples(st.just("Accept"), _ACCEPT), st.tuples(st.just("Accept-Encoding"), _ACCEPT_ENCODING),
+                       st.tuples(st.just("Authorization"), _AUTHORIZATION),
+                       st.tuples(st.sampled_from(["X-Forwarded-For", "If-None-Match", "Range", "Cookie", "Expect",
+                                                  "Content-Length", "Transfer-Encoding", "X-\u00e9"]),
+                                 st.one_of(_SAFE, _RAW_TEXT, st.just("100-continue")))),
+             max_size=5).map(tuple),
+    st.booleans())
+
+
+class Dropped(Exception):
+    """The server closed the connection before a whole answer."""
+
+
+def http_exchange(address: tuple[str, int], request: Request, *, timeout: float = 10.0
+                  ) -> tuple[int, dict[str, str], bytes]:
+    """Send one raw request; the status, headers (lower-case names) and body of its final answer."""
+    data = request.encode()
+    try:
+        return _exchange(address, data, head=request.method == "HEAD", timeout=timeout)
+    except (ConnectionResetError, BrokenPipeError):
+        if data.index(b"\r\n") > 65_536:  # http.server answers 414 and closes with the rest unread: a reset
+            return 414, {}, b"reset after a request line over 64 KiB"
+        raise
+
+
+def _exchange(address: tuple[str, int], data: bytes, *, head: bool, timeout: float
+              ) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        buf = b""
+
+        def more() -> bytes:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise Dropped(f"connection closed after {len(buf)} bytes: {buf[:120]!r}")
+            return chunk
+
+        while True:
+            while b"\r\n\r\n" not in buf:
+                buf += more()
+            block, _, buf = buf.partition(b"\r\n\r\n")
+            status_line, *header_lines = block.decode("latin-1").split("\r\n")
+            version, _, rest = status_line.partition(" ")
+            if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+                raise Dropped(f"no status line: {block[:120]!r}")
+            status = int(rest[:3])
+            headers = {}
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if status >= 200:
+                break  # 1xx (100 Continue): the real answer follows
+        if head or status in (204, 304):
+            return status, headers, b""
+        length = int(headers.get("content-length", "-1"))
+        if length < 0:  # no length: the body runs to the end of the connection
+            try:
+                while True:
+                    buf += more()
+            except Dropped:
+                return status, headers, buf
+        while len(buf) < length:
+            buf += more()
+        return status, headers, buf[:length]
+
+
+def route_of(target: str) -> str:
+    """The path the server routes on, as http.server and urlsplit see the request target."""
+    if target.startswith("//"):
+        target = "/" + target.lstrip("/")  # http.server (3.11+) against open redirects
+    return urlsplit(target).path
+
+
+def check_answer(request: Request, answer: tuple[int, dict[str, str], bytes], *, telemetry_path: str,
+                 authorized: bool) -> None:
+    """A crash: 5xx (but /readyz's 503), 404 for a route, 200 for an unknown path, a non-JSON body
+    where JSON is promised, a /metrics body in the wrong format or encoding, a 4xx without a message."""
+    status, headers, body = answer
+    route = route_of(request.target)
+    known = route == telemetry_path or (route in ROUTES and route != "/metrics")
+    head = request.method == "HEAD"
+    if status >= 500 and not (route == "/readyz" and status == 503):
+        raise AssertionError(f"{status} for {request.target[:100]!r}: {body[:200]!r}")
+    if route == "/healthz" and status not in (200, 400, 414, 431):  # 4xx: http.server refused the request
+        raise AssertionError(f"/healthz answered {status}")
+    if not authorized and known and route != "/healthz" and status not in (401, 400, 414, 431):
+        raise AssertionError(f"{status} without credentials for {request.target[:100]!r}")
+    if status == 401 and "www-authenticate" not in headers:
+        raise AssertionError("401 without WWW-Authenticate")
+    if 400 <= status < 500 and status != 401 and not head and not body.strip():
+        raise AssertionError(f"{status} without a message for {request.target[:100]!r}")
+    if status == 404 and known:
+        raise AssertionError(f"404 for the route {route!r}")
+    if status == 200 and not known:
+        raise AssertionError(f"200 for an unknown path {route!r}")
+    content_type = headers.get("content-type", "")
+    if content_type == "application/json" and not head:  # JSON promised: JSON given (our 400s say why in it)
+        doc = json.loads(body)
+        if status == 400 and not (isinstance(doc, dict) and doc.get("error")):
+            raise AssertionError(f"400 without an error message: {body[:200]!r}")
+    if status != 200:
+        return
+    if route in JSON_ROUTES:
+        if content_type != "application/json":
+            raise AssertionError(f"{route}: Content-Type {content_type!r}")
+        if not head and not isinstance(json.loads(body), JSON_ROUTES[route]):
+            raise AssertionError(f"{route}: not a JSON {JSON_ROUTES[route].__name__}: {body[:200]!r}")
+    elif route == telemetry_path:
+        openmetrics = "application/openmetrics-text" in (request.header("Accept") or "")
+        if content_type.startswith("application/openmetrics-text") != openmetrics:
+            raise AssertionError(f"Content-Type {content_type!r} for Accept {request.header('Accept')!r:.100}")
+        if head:
+            return
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        if not body.startswith(b"# HELP") or openmetrics != body.endswith(b"# EOF\n"):
+            raise AssertionError(f"not a {'OpenMetrics' if openmetrics else 'text 0.0.4'} body: {body[:100]!r}")
+    elif route == "/" and not head and b"</html>" not in body:
+        raise AssertionError(f"status page cut: {body[-100:]!r}")
+
+
+def _populated_exporter(**flags: str) -> Exporter:
+    """An Exporter on loopback (no engine) holding Docker and Kubernetes records with odd names."""
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false", **flags}),
+                   registry=ResilienceRegistry())
+    names = ["c0", "caf\u00e9", 'q"uote', "back\\slash", "new\nline", "\U0001f4a5", "<script>x</script>", ""]
+    for i, name in enumerate(names * 3):
+        app.store.put(ContainerRecord(key=f"id{i}", source=Source.DOCKER, container=name, host="h", image="img:1",
+                                      phase=RecordPhase.TERMINATED, reason=list(Reason)[i % len(Reason)],
+                                      message=name * 3, last_exit_code=i - 5).with_failure(Reason.ERROR))
+    watcher = KubernetesWatcher(app.store, app.registry, host="soak", api_factory=lambda: None)
+    for i, fixture in enumerate(KUBE_NAMES):
+        watcher.apply(kube_pod(fixture, name=f"web-{i}"))
+    app.registry.breaker("probe:\u00e9")
+    return app
+
+
+@contextlib.contextmanager
+def http_exporters() -> Iterator[tuple[Exporter, Exporter]]:
+    """Two running Exporters on loopback: a plain one, and one with basic auth (user SOAK_USER,
+    password SOAK_PASSWORD, bcrypt) and its telemetry path moved to /scrape."""
+    workdir = Path(tempfile.mkdtemp(prefix="re-soak-web-"))
+    import bcrypt  # only servers with basic_auth_users need it
+
+    hashed = bcrypt.hashpw(SOAK_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    web_config = workdir / "web.yaml"
+    web_config.write_text(yaml.safe_dump({"basic_auth_users": {SOAK_USER: hashed}}))
+    plain = _populated_exporter()
+    secured = _populated_exporter(**{"web.config_file": str(web_config), "web.telemetry_path": "/scrape"})
+    plain.store.set_source("kubernetes", synced=True)  # /readyz: 200 here, 503 on the secured one
+    try:
+        plain.start()
+        secured.start()
+        yield plain, secured
+    finally:
+        for app in (plain, secured):
+            if app.server is not None:
+                app.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fuzz_http(seconds: float) -> list[Fuzzed]:
+    """Raw requests to every route of a running Exporter, without and with basic auth."""
+    good = _auth_header(SOAK_USER, SOAK_PASSWORD)
+
+    def check(request: Request, app: Exporter, secured: bool) -> None:
+        answer = http_exchange(app.address, request)
+        check_answer(request, answer, telemetry_path=app.config.web.telemetry_path,
+                     authorized=not secured or request.header("Authorization") == good)
+
+    with http_exporters() as (plain, secured):
+        return [fuzz_for("HTTP: every route, random paths/queries/headers", _REQUESTS,
+                         lambda r: check(r, plain, False), seconds * 0.65),
+                fuzz_for("HTTP with basic auth: random Authorization and routes", _REQUESTS,
+                         lambda r: check(r, secured, True), seconds * 0.35)]
+
+
 def fuzz(seconds: float = 60.0) -> list[Fuzzed]:
-    """All fuzz targets, `seconds` in total (events 40 %, config 30 %, web 30 %)."""
-    return [*fuzz_events(seconds * 0.4), *fuzz_config(seconds * 0.3), fuzz_web(seconds * 0.3)]
+    """All fuzz targets, `seconds` in total: Docker events 20 %, config 15 %, /api/events 10 %,
+    Kubernetes pods 35 %, every HTTP route 20 % (each split again over its targets)."""
+    return [*fuzz_events(seconds * 0.20), *fuzz_config(seconds * 0.15), fuzz_web(seconds * 0.10),
+            *fuzz_pods(seconds * 0.35), *fuzz_http(seconds * 0.20)]
 
 
 def rows(fuzz_seconds: float = 60.0) -> list[Row]:

@@ -1,6 +1,9 @@
 """Short soak runs (seconds each) of bench/soak.py: churn leaves nothing behind, a burst loses no
-event and its memory does not grow with its size, fuzzing finds no crash."""
+event and its memory does not grow with its size, fuzzing (Docker events, config, Kubernetes pods
+and watch streams, every HTTP route) finds no crash."""
 from __future__ import annotations
+
+import pytest
 
 from bench import soak
 
@@ -36,3 +39,42 @@ def test_fuzzed_config_fails_only_with_config_error() -> None:
 def test_fuzzed_events_api_queries_answer_200_or_400() -> None:
     fuzzed = soak.fuzz_web(2.0)
     assert fuzzed.examples > 0 and not fuzzed.crashes, fuzzed.crashes
+
+
+def test_fuzzed_pods_are_mapped_or_rejected_without_trace_and_never_crash_the_watch() -> None:
+    fuzzed = soak.fuzz_pods(6.0)
+    assert [f.target for f in fuzzed] == ["PodMapper.records(random JSON)",
+                                          "KubernetesWatcher.apply(mutated kubelet pods)",
+                                          "KubernetesWatcher watch stream (mutated events, random chunks)"]
+    for f in fuzzed:
+        assert f.examples > 0 and not f.crashes, (f.target, f.crashes)
+
+
+def test_a_rejected_pod_leaves_no_trace_and_other_pods_stay() -> None:
+    watcher, store, collector = soak._kube_watcher()
+    watcher.apply(soak.kube_pod("running", name="keep", namespace="soak-sentinel"))
+    watcher.apply(soak.kube_pod("running"))
+    bad = soak.kube_pod("crash-loop-backoff")
+    bad["status"]["containerStatuses"][1]["restartCount"] = {"many": True}  # app's status is good, the next not
+    with pytest.raises(soak.POD_MALFORMED):
+        watcher.apply(bad)
+    watcher.apply(soak.kube_pod("crash-loop-backoff"))
+    assert store.get("k8s:shop/web-0/app").reason.value == "CrashLoopBackOff"
+    assert store.get("k8s:soak-sentinel/keep/app") is not None
+    assert b'pod="keep"' in soak._check_store(store, collector)
+
+
+def test_fuzzed_http_requests_to_every_route_get_no_5xx_and_no_dropped_connection() -> None:
+    for fuzzed in soak.fuzz_http(4.0):
+        assert fuzzed.examples > 0 and not fuzzed.crashes, (fuzzed.target, fuzzed.crashes)
+
+
+def test_basic_auth_with_a_password_over_72_bytes_is_a_401_not_a_dropped_connection() -> None:
+    with soak.http_exporters() as (_, secured):  # bcrypt >= 5 raises ValueError past 72 bytes
+        for password in ("x" * 100, soak.SOAK_PASSWORD + "x" * 80):
+            auth = (("Authorization", soak._auth_header(soak.SOAK_USER, password)),)
+            status, headers, _ = soak.http_exchange(secured.address, soak.Request("GET", "/api/state", auth, False))
+            assert status == 401 and "www-authenticate" in headers
+        good = (("Authorization", soak._auth_header(soak.SOAK_USER, soak.SOAK_PASSWORD)),)
+        status, _, body = soak.http_exchange(secured.address, soak.Request("GET", "/api/state", good, False))
+        assert status == 200 and b'"containers"' in body

@@ -57,13 +57,33 @@ def render_collectors(collectors: Iterable[Collector], *, openmetrics: bool = Fa
     return b"".join(collect_parts(collectors, [], openmetrics=openmetrics))
 
 
+def _quality(header: str | None, token: str) -> float:
+    """The highest q a header's comma-separated list gives `token` (a media type or coding); 0 if absent."""
+    best = 0.0
+    for item in (header or "").lower().split(","):
+        name, *params = item.split(";")
+        if name.strip() != token:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best = max(best, q)
+    return best
+
+
 def wants_openmetrics(accept: str | None) -> bool:
-    """Content negotiation as Prometheus does it: OpenMetrics only when asked for."""
-    return bool(accept) and "application/openmetrics-text" in accept  # type: ignore[operator]
+    """Content negotiation as Prometheus does it: OpenMetrics only when asked for (q > 0)."""
+    return _quality(accept, "application/openmetrics-text") > 0
 
 
 def wants_gzip(accept_encoding: str | None) -> bool:
-    return bool(accept_encoding) and "gzip" in accept_encoding.lower()  # type: ignore[union-attr]
+    """gzip when the client accepts it (`gzip;q=0` refuses it)."""
+    return _quality(accept_encoding, "gzip") > 0
 
 
 class Exposition:

@@ -117,6 +117,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
+    def _not_allowed(self) -> None:
+        """405 for methods that change things: every route here is read-only."""
+        self.close_connection = True  # an unread request body must not become the next request
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed: use GET or HEAD\n",
+                   "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+
     def _page(self) -> str:
         now = time.time()
         return _templates().get_template("index.html").render(

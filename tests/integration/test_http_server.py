@@ -73,6 +73,15 @@ def test_health_and_readiness(exporter: Exporter) -> None:
     assert requests.get(url(exporter, "/nope"), timeout=5).status_code == 404
 
 
+def test_methods_that_change_things_get_405_and_the_connection_stays_usable(exporter: Exporter) -> None:
+    with requests.Session() as session:
+        for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            answer = session.request(method, url(exporter, "/metrics"), data=b"x" * 1000, timeout=5)
+            assert answer.status_code == 405 and answer.headers["Allow"] == "GET, HEAD", method
+            assert "GET or HEAD" in answer.text
+            assert session.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"  # body not read as a request
+
+
 def test_custom_telemetry_path() -> None:
     app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": "/m"}),
                    registry=ResilienceRegistry())

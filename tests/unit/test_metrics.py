@@ -147,6 +147,14 @@ def test_content_negotiation_and_gzip() -> None:
     body, headers = exposition.response("text/plain", None)
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert "Content-Encoding" not in headers and body.startswith(b"# HELP")
+    # What Prometheus sends, and refusals by q=0
+    prometheus = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                  "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+    assert exposition.response(prometheus, "gzip, deflate")[1]["Content-Encoding"] == "gzip"
+    assert exposition.response(prometheus, None)[1]["Content-Type"].startswith("application/openmetrics-text")
+    body, headers = exposition.response("application/openmetrics-text;q=0, text/plain", "gzip;q=0, identity")
+    assert headers["Content-Type"].startswith("text/plain") and "Content-Encoding" not in headers
+    assert not body.endswith(b"# EOF\n")
 
 
 def test_family_rows_enforce_counter_naming() -> None:

@@ -22,7 +22,10 @@ Rules (also in README):
 Counted once across reconnects: an event already reflected in the last inspect (a `start` at
 StartedAt, a `die` at FinishedAt: the engine stamps both within milliseconds, and it never
 restarts a container sooner than 100 ms) changes nothing; an older `die`/`oom` the inspect does
-not show is still counted, without touching the current state.
+not show is still counted, without touching the current state. An inspect of a running container
+does not tell its last exit (the engine zeroes ExitCode at each start): that exit's `die` does.
+An OOM kill is one failure whether its `oom` comes before or after its `die`, and whether the
+inspect or the `oom` event saw it first (an `oom` anywhere in the inspected run is that run's).
 """
 from __future__ import annotations
 
@@ -56,9 +59,11 @@ class Life:
     streak: int = 0            # consecutive crashes less than CRASH_LOOP_RESET apart
     quick_exits: int = 0       # consecutive runs shorter than ENGINE_DELAY_RESET
     last_crash_at: float | None = None
-    pending_oom: bool = False
+    pending_oom: bool = False  # an `oom` event of the current run was counted; its `die` is to come
+    oom_counted_at: float | None = None      # time of the last `oom` event counted
     inspected_started: float | None = None   # State.StartedAt at the last inspect
     inspected_finished: float | None = None  # State.FinishedAt at the last inspect
+    inspected_told: bool = False  # the last inspect showed its exit's ExitCode (the engine zeroes it at a start)
     inspected_oom: bool = False
 
     @property
@@ -121,11 +126,17 @@ class DockerLifecycle:
         life.started = started_at is not None
         life.inspected_started, life.inspected_finished = started_at, finished_at
         life.inspected_oom = bool(state.get("OOMKilled"))
-        life.pending_oom = False
         status = state.get("Status", "")
         exit_code = int(state.get("ExitCode") or 0)
         engine_restarts = int(data.get("RestartCount") or 0)
         oom = bool(state.get("OOMKilled"))
+        # Running again, the engine has zeroed ExitCode: FinishedAt's exit is not told here, its `die` tells it.
+        told = life.inspected_told = finished_at is not None and status not in ("running", "paused")
+        # An `oom` event comes ~0.1 s (or more) before its exit: one counted during the inspected run
+        # [StartedAt, FinishedAt] was this OOM kill (its `oom` replayed before a relist, its `die` after).
+        oom_counted = (told and oom and life.oom_counted_at is not None and started_at is not None
+                       and finished_at is not None
+                       and started_at - SAME_CYCLE < life.oom_counted_at < finished_at + SAME_CYCLE)
         health = Health((state.get("Health") or {}).get("Status") or "none") \
             if (state.get("Health") or {}).get("Status") in ("starting", "healthy", "unhealthy") else Health.NONE
 
@@ -140,14 +151,14 @@ class DockerLifecycle:
 
         newer_exit = finished_at is not None and (record.last_terminated_at is None
                                                   or finished_at > record.last_terminated_at + SAME_CYCLE)
-        if finished_at is not None or (status == "created" and state.get("Error")):
+        if told or (status == "created" and state.get("Error")):
             reason = termination_reason(exit_code, oom)
             if status == "created" and state.get("Error"):
                 reason = Reason.START_FAILURE
             record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
                                    last_terminated_at=finished_at)
             failed_start = status == "created" and (old is None or old.reason is not Reason.START_FAILURE)
-            if newer_exit or failed_start:
+            if (newer_exit or failed_start) and not oom_counted:
                 record = _counted(record, reason)
                 if oom:
                     record = record.evolve(oom_kills=record.oom_kills + 1)
@@ -213,15 +224,22 @@ class DockerLifecycle:
         return record  # kill, stop, restart, create: state follows from the other events
 
     def _oom(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
-        finished = life.inspected_finished
-        if finished is not None and event.time < finished + SAME_CYCLE:
-            if life.inspected_oom and event.time > finished - SAME_CYCLE:
-                return record  # the inspect's OOMKilled already counted this one
-        else:
-            life.pending_oom = True  # the `die` that follows is an OOM kill
+        finished, began = life.inspected_finished, life.inspected_started
+        if (life.inspected_told and life.inspected_oom and finished is not None and began is not None
+                and began - SAME_CYCLE < event.time < finished + SAME_CYCLE):
+            return record  # an OOM kill of the inspected run: the inspect's OOMKilled counted it
+        life.oom_counted_at = event.time
+        ended, started = record.last_terminated_at, record.started_at
+        if ended is not None and started is not None and ended >= started and event.time > started - SAME_CYCLE:
+            # The engine sent this run's `oom` after its `die` (both come from containerd, either
+            # first): the exit is counted already, so count the OOM kill, not a second failure.
+            return record.evolve(oom_kills=record.oom_kills + 1, last_terminated_reason=Reason.OOM_KILLED,
+                                 reason=Reason.OOM_KILLED if record.reason is Reason.ERROR else record.reason)
+        life.pending_oom = True  # the `die` that follows is an OOM kill
         return record.evolve(oom_kills=record.oom_kills + 1).with_failure(Reason.OOM_KILLED)
 
     def _start(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        life.pending_oom = False  # a new run: an OOM kill whose die never came belonged to the last one
         if life.inspected_started is not None and event.time < life.inspected_started + SAME_CYCLE:
             return record  # already in the inspected RestartCount and state
         restarts = record.restarts
@@ -247,7 +265,11 @@ class DockerLifecycle:
         finished = life.inspected_finished
         if finished is not None and event.time < finished + SAME_CYCLE:
             if event.time > finished - SAME_CYCLE:
-                return record  # the inspected exit itself, counted at inspect
+                if life.inspected_told:
+                    return record  # the inspected exit itself, counted at inspect
+                # the inspected exit, of a container running again: the inspect could not tell its code
+                record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
+                                       last_terminated_at=event.time)
             return record if oom else _counted(record, reason)  # an older exit: count it, state is newer
         failures = [] if oom or not reason.is_failure else [reason]  # the oom event counted OOMKilled
         ran_for = event.time - record.started_at if record.started_at else 0.0

@@ -55,22 +55,21 @@ class PrivateDockerd:
         except Exception:
             return False
 
-    def stop(self, *, kill: bool = False) -> None:
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM); bench/dockerd_kill.py has the kill -9 path and its caveats."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
-        if kill:  # a killed dockerd leaves its containerd and shims behind
-            subprocess.run(["pkill", "-9", "-f", f"{self.root / 'exec'}"], check=False)
         self.proc = None
 
-    def restart(self, *, kill: bool = False) -> None:
-        self.stop(kill=kill)
+    def restart(self) -> None:
+        self.stop()
         self.start()
 
     def close(self) -> None:

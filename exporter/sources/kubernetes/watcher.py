@@ -127,7 +127,6 @@ class KubernetesWatcher:
         while not self._stop.is_set():
             if not scope.resource_version:
                 self._relist(api, scope)
-            self._set_up(scope, True, pods=len(self._pods))
             try:
                 self._watch(api, scope)
             except WatchExpired as exc:
@@ -136,17 +135,25 @@ class KubernetesWatcher:
                 scope.resource_version = ""
 
     def _call(self, api: CoreV1Api, scope: Scope, **kwargs: Any) -> Any:
-        """GET the pods of `scope` (list or watch), raw, through the breaker; 410 -> WatchExpired."""
+        """GET the pods of `scope` (list or watch), raw, through the breaker; 410 -> WatchExpired.
+
+        A 410 is an answer (the resourceVersion is too old), not a failure of the API server: it
+        must not count towards opening the breaker (one compaction would answer it to every scope).
+        """
         def get() -> Any:
-            if scope.namespace:
-                return api.list_namespaced_pod(scope.namespace, _preload_content=False, **self.selectors, **kwargs)
-            return api.list_pod_for_all_namespaces(_preload_content=False, **self.selectors, **kwargs)
-        try:
-            return self.breaker.call(get)
-        except ApiException as exc:
-            if exc.status == GONE:
-                raise WatchExpired(exc.reason) from exc
-            raise
+            try:
+                if scope.namespace:
+                    return api.list_namespaced_pod(scope.namespace, _preload_content=False, **self.selectors,
+                                                   **kwargs)
+                return api.list_pod_for_all_namespaces(_preload_content=False, **self.selectors, **kwargs)
+            except ApiException as exc:
+                if exc.status == GONE:
+                    return WatchExpired(exc.reason)
+                raise
+        response = self.breaker.call(get)
+        if isinstance(response, WatchExpired):
+            raise response
+        return response
 
     def _relist(self, api: CoreV1Api, scope: Scope) -> None:
         """List the scope's pods, apply each, drop the pods that are gone (deleted meanwhile)."""
@@ -169,6 +176,7 @@ class KubernetesWatcher:
         response = self._call(api, scope, watch=True, resource_version=scope.resource_version,
                               allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
                               _request_timeout=(self.request_timeout, self.watch_timeout + self.request_timeout))
+        self._set_up(scope, True, pods=len(self._pods))  # connected: only now (a failed retry is no reconnect)
         self._responses.add(response)
         try:
             for line in _lines(response):

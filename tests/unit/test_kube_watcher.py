@@ -74,3 +74,38 @@ def test_node_namespaces_and_selector_become_request_parameters() -> None:
     w, _ = watcher(node="worker-2", namespaces=["a", "b", "a"], label_selector="tier=web")
     assert w.selectors == {"label_selector": "tier=web", "field_selector": "spec.nodeName=worker-2"}
     assert [s.namespace for s in w.scopes] == ["a", "b"]
+
+
+class ListingApi:
+    """The one call `_relist` makes, answering a fixed PodList body (raw, as `_preload_content=False`)."""
+
+    def __init__(self, body: dict) -> None:
+        self.data = json.dumps(body).encode()
+
+    def list_pod_for_all_namespaces(self, **_: object) -> "ListingApi":
+        return self
+
+
+def test_relist_skips_an_unreadable_pod_keeps_its_last_records_and_still_syncs() -> None:
+    w, store = watcher()
+    scope = w.scopes[0]
+    known = load_pod("running", name="known")
+    w.apply(known)
+    broken = load_pod("running", name="known")
+    broken["status"]["containerStatuses"][0]["restartCount"] = "many"  # now unreadable
+    fine = load_pod("running", name="fine")
+    w._relist(ListingApi({"metadata": {"resourceVersion": ["9"]}, "items": [broken, fine, "junk"]}), scope)  # type: ignore[arg-type]
+    assert scope.synced and w.relists == 1
+    names = sorted({r.pod for r in store.records()})
+    assert names == ["fine", "known"]  # the unreadable pod is neither dropped nor changed
+    assert events(store).get("malformed") == 2
+    assert scope.resource_version == ""  # a non-string resourceVersion is never sent back to the server
+
+
+def test_watch_event_with_a_non_string_resource_version_does_not_move_it() -> None:
+    w, _ = watcher()
+    scope = Scope()
+    scope.resource_version = "5"
+    w.handle_line(line("BOOKMARK", {"metadata": {"resourceVersion": ["9"]}}), scope)
+    w.handle_line(line("BOOKMARK", {"metadata": {"resourceVersion": {"v": 9}}}), scope)
+    assert scope.resource_version == "5"

@@ -161,13 +161,18 @@ class KubernetesWatcher:
         body = decode(response.data)
         listed: set[PodId] = set()
         for pod in body.get("items") or ():
-            self.apply(pod)
-            listed.add(pod_name(pod))
+            try:
+                ident = pod_name(pod)
+                listed.add(ident)  # listed even if unreadable: its last known records stay
+                self.apply(pod)
+            except (TypeError, ValueError, AttributeError):  # one bad pod must not fail every relist
+                self.store.count_event(SOURCE, "malformed")
         with self._lock:  # other scopes' threads change the index meanwhile
             gone = [p for p in self._pods if scope.holds(p[0]) and p not in listed]
         for ident in gone:
             self.delete(ident)
-        scope.resource_version = (body.get("metadata") or {}).get("resourceVersion") or ""
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        scope.resource_version = version if isinstance(version, str) else ""
         scope.synced = True
         self.relists += 1
         self.store.set_source(SOURCE, synced=all(s.synced for s in self.scopes))
@@ -216,7 +221,7 @@ class KubernetesWatcher:
         else:
             self.store.count_event(SOURCE, "ignored")
             return
-        if version:
+        if version and isinstance(version, str):  # sent back verbatim on the next watch request
             scope.resource_version = version
         if kind != "BOOKMARK":
             self.store.count_event(SOURCE, "ok")

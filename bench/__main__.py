@@ -8,7 +8,10 @@ client from the fake API server, vs the client's own model deserialization; scra
 failure -> Slack payload through real Prometheus and Alertmanager with the shipped alert timings),
 footprint (root, ~2.5 min: RSS with 1,000 containers tracked; idle CPU with 100 idle containers
 on a private dockerd), soak (~1.5 min: 10k container churn without leaks, 100k-event burst without
-loss, 60 s of hypothesis fuzzing; `python -m bench.soak --seconds 600` fuzzes longer).
+loss, 60 s of hypothesis fuzzing; `python -m bench.soak --seconds 600` fuzzes longer),
+dockerd_kill (root, ~2-3 min: dockerd SIGKILLed and restarted 20 times in a crash storm, counters
+equal the engine's), kube_storm (5 min: watch drops and 410 Gone every few seconds under pod
+churn, 0 stale pods).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from bench.common import format_table
 
 SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
-          "footprint", "soak")
+          "footprint", "soak", "dockerd_kill", "kube_storm")
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.metrics import Exposition
 from exporter.web import humanize
@@ -76,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         url = urlsplit(self.path)
-        path, query = url.path, parse_qs(url.query)
+        path, query = unquote(url.path), parse_qs(url.query)  # a configured path is matched decoded
         if path == "/healthz":  # liveness stays open: orchestrators probe without credentials
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
             return

@@ -76,7 +76,7 @@ class WebSecurity:
         """True when no users are configured or the Authorization header carries a valid pair."""
         if not self.requires_auth:
             return True
-        if not header or not header.startswith("Basic "):
+        if not header or header[:6].lower() != "basic ":  # the scheme is case-insensitive (RFC 7617, Go's BasicAuth)
             return False
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")

@@ -82,12 +82,13 @@ def test_methods_that_change_things_get_405_and_the_connection_stays_usable(expo
             assert session.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"  # body not read as a request
 
 
-def test_custom_telemetry_path() -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": "/m"}),
+@pytest.mark.parametrize("path", ["/m", "/métriques"])
+def test_custom_telemetry_path(path: str) -> None:
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": path}),
                    registry=ResilienceRegistry())
     app.start()
-    try:
-        assert "resilience_exporter_build_info" in requests.get(url(app, "/m"), timeout=5).text
+    try:  # requests sends the non-ASCII path percent-encoded, as every HTTP client does
+        assert "resilience_exporter_build_info" in requests.get(url(app, path), timeout=5).text
         assert requests.get(url(app, "/metrics"), timeout=5).status_code == 404
     finally:
         app.stop()

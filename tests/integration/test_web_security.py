@@ -1,6 +1,7 @@
 """--web.config.file: TLS with a self-signed certificate and bcrypt basic auth, with real clients."""
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,14 @@ def test_missing_or_wrong_credentials_get_401(secured: tuple[str, Path], auth: t
     address, ca = secured
     r = requests.get(f"https://{address}/metrics", auth=auth, verify=str(ca), timeout=10)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize("scheme", ["basic", "BASIC"])
+def test_auth_scheme_is_case_insensitive(secured: tuple[str, Path], scheme: str) -> None:
+    address, ca = secured  # RFC 7617; Go's Request.BasicAuth (exporter-toolkit) accepts any case too
+    token = base64.b64encode(b"prometheus:s3cret").decode()
+    r = requests.get(f"https://{address}/metrics", headers={"Authorization": f"{scheme} {token}"}, verify=str(ca), timeout=10)
+    assert r.status_code == 200 and "resilience_exporter_build_info" in r.text
 
 
 def test_healthz_stays_open_for_orchestrators(secured: tuple[str, Path]) -> None:

@@ -152,6 +152,16 @@ def test_unchanged_container_status_returns_the_stored_record() -> None:
     assert pods.see(pod)[SHIPPER] is first
 
 
+def test_image_changed_in_the_spec_shows_before_the_kubelet_reports() -> None:
+    pods = Pods()  # `kubectl set image`: the API server writes the spec; the status is still the old one
+    assert pods.app("running").image == "registry.example.com/shop/web:1.8.2"
+    pod = load_pod("running")
+    pod["spec"]["containers"][0]["image"] = "registry.example.com/shop/web:1.9.0"
+    records = pods.see(pod)
+    assert records[APP].image == "registry.example.com/shop/web:1.9.0"
+    assert records[APP].reason is Reason.RUNNING and records[APP].failures == {}
+
+
 def test_host_falls_back_to_the_configured_host_for_unscheduled_pods() -> None:
     pod = copy.deepcopy(load_pod("running"))
     del pod["spec"]["nodeName"]

@@ -95,7 +95,7 @@ class PodMapper:
     def __init__(self, host: str) -> None:
         self.host = host
         self._seen: dict[str, tuple[Any, ...]] = {}
-        self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...]]] = {}  # (status, node, keys)
+        self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], tuple[Any, ...]]] = {}  # (status, node, keys, images)
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
@@ -116,14 +116,18 @@ class PodMapper:
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         node = _text(spec.get("nodeName"), "spec.nodeName") or self.host
+        # A pod's spec is immutable but for its images (`kubectl set image`): the API server writes
+        # the new image before the kubelet reports anything, so the images join the status here.
+        images = tuple(c.get("image") for part in ("initContainers", "containers") for c in spec.get(part) or ()
+                       if isinstance(c, Mapping))
         last = self._pods.get((namespace, name))
-        if last is not None and last[0] == status and last[1] == node:  # labels/annotations-only change
+        if last is not None and last[0] == status and last[1] == node and last[3] == images:  # labels/annotations only
             unchanged = [get(k) for k in last[2]]
             if None not in unchanged:
                 return unchanged  # type: ignore[return-value]
         pod_reason = _text(status.get("reason"), "status.reason") if status.get("phase") == "Failed" else None
         pod_message = _text(status.get("message"), "status.message")
-        pod_level = (pod_reason, pod_message, node)
+        pod_level = (pod_reason, pod_message, node, images)
         out: list[ContainerRecord] = []
         seen = self._seen
         staged: list[tuple[str, Any]] = []  # signatures, written to `seen` once the whole pod mapped
@@ -158,7 +162,7 @@ class PodMapper:
                 seen.pop(key, None)
             else:
                 seen[key] = signature
-        self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out))
+        self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out), images)
         return out
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],

@@ -6,7 +6,7 @@ APScheduler and counted here (`role_agent_runs_total{result="skipped"}`), never 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,6 +42,25 @@ def build_trigger(*, every: float, jitter: float = 0.0, cron: str = "") -> BaseT
     return IntervalTrigger(seconds=every, jitter=jitter or None)
 
 
+def trigger_interval(trigger: BaseTrigger, now: datetime | None = None) -> float:
+    """Seconds between runs: `every` for an interval trigger; for cron, the longest gap between
+    its fire times over the next 8 days (a weekday-only schedule has its weekend gap)."""
+    if isinstance(trigger, IntervalTrigger):
+        return trigger.interval.total_seconds()
+    now = now or datetime.now(timezone.utc)
+    horizon, longest = now + timedelta(days=8), 0.0
+    previous = trigger.get_next_fire_time(None, now)
+    for _ in range(12_000):  # "* * * * *" fires 11,520 times in 8 days
+        if previous is None or previous > horizon:
+            break
+        following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
+        if following is None:
+            break
+        longest = max(longest, (following - previous).total_seconds())
+        previous = following
+    return longest
+
+
 class AgentScheduler:
     """Runs `runner.run()` on its trigger in a background thread; `stop()` kills a run in progress."""
 
@@ -55,6 +74,7 @@ class AgentScheduler:
         self._scheduler.add_job(runner.run, trigger, id=JOB_ID, name=f"agent:{runner.config.name}",
                                 max_instances=1, coalesce=True, misfire_grace_time=None, **kwargs)
         self._skipping = False
+        runner.status.set_interval(trigger_interval(trigger))
         logging.getLogger("apscheduler.scheduler").addFilter(_SKIP_FILTER)  # idempotent: same object
 
     def __repr__(self) -> str:

@@ -49,6 +49,7 @@ class AgentSnapshot:
     running: bool
     next_run_at: float | None
     rejected_reason: str | None
+    interval: float | None = None  # scheduled time between runs; None for run-once
 
 
 class AgentStatus:
@@ -100,6 +101,10 @@ class AgentStatus:
 
     def set_next_run(self, at: float | None) -> None:
         self._update(next_run_at=at)
+
+    def set_interval(self, seconds: float) -> None:
+        """The schedule's interval, exported so alerts need not assume one."""
+        self._update(interval=seconds)
 
     def restore(self, runs: dict[str, int], consecutive_failures: int, last_failure_type: str | None) -> None:
         """Carry counters across `agent run-once` invocations (read back from health.json)."""

@@ -50,6 +50,10 @@ AGENT_FAMILIES: tuple[Family[AgentSnapshot], ...] = (
            "rejected (breaker open).", ("host", "result"), _runs),
     Family("role_agent_consecutive_failures", GAUGE, "Role agent runs that failed in a row (0 after a success).",
            ("host",), lambda s: [((s.host,), s.consecutive_failures)]),
+    Family("role_agent_interval_seconds", GAUGE,
+           "Scheduled time between role agent runs (agent.every, or the longest gap of agent.cron); "
+           "absent for run-once.", ("host",),
+           lambda s: [((s.host,), s.interval)] if s.interval is not None else []),
     Family("role_agent_last_failure_info", GAUGE,
            "Failure type of the role agent's most recent failed run (always 1).",
            ("host", "failure_type"), _failure_info),

@@ -234,6 +234,7 @@ def test_run_once_exits_with_the_agents_code_and_continues_counters(tmp_path: Pa
     assert 'role_agent_runs_total{host="pi-1",result="failure"} 2' in prom
     assert 'circuit_breaker_state{name="agent:edge"} 0' in prom
     assert "process_" not in prom
+    assert "role_agent_interval_seconds{" not in prom  # a timer's schedule is not ours to know
 
 
 def test_agent_without_a_command_explains_how_to_give_one(tmp_path: Path) -> None:
@@ -282,6 +283,7 @@ def test_agent_command_runs_on_its_schedule_and_stops_cleanly_on_sigterm(tmp_pat
             return 'role_agent_runs_total{host="pi-1",result="success"} 3' in prom
 
         wait_until(runs_in_textfile, timeout=20, message="three scheduled runs in the textfile")
+        assert 'role_agent_interval_seconds{host="pi-1"} 0.2' in (tmp_path / "role_agent_edge.prom").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

@@ -27,7 +27,27 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_agent_families_keep_the_names_the_fleet_alerts_on() -> None:
-    assert {f.name for f in AGENT_FAMILIES} == FLEET_ALERT_NAMES
+    assert {f.name for f in AGENT_FAMILIES} == FLEET_ALERT_NAMES | {"role_agent_interval_seconds"}
+
+
+def test_interval_is_exported_once_scheduled_so_alerts_need_not_assume_one() -> None:
+    status = AgentStatus("edge", "pi-1")
+    assert all(name != "role_agent_interval_seconds" for name, _ in samples(render_text([AgentCollector(status)]).decode()))
+    status.set_interval(600.0)  # the scheduler does this; `agent run-once` never does
+    got = samples(render_text([AgentCollector(status)]).decode())
+    assert got[("role_agent_interval_seconds", (("host", "pi-1"),))] == 600.0
+
+
+@pytest.mark.parametrize(("cron", "seconds"), [
+    ("*/5 * * * *", 300), ("0 3 * * *", 86_400), ("0 9-17 * * 1-5", 64 * 3600), ("* * * * 1-5", 2 * 86_400 + 60)])
+def test_cron_interval_is_its_longest_gap(cron: str, seconds: float) -> None:
+    from datetime import datetime, timezone
+
+    from exporter.device.schedule import build_trigger, trigger_interval
+
+    monday = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+    assert trigger_interval(build_trigger(every=1, cron=cron), monday) == seconds
+    assert trigger_interval(build_trigger(every=420, jitter=30)) == 420
 
 
 def test_failed_then_successful_runs_become_series() -> None:

@@ -175,6 +175,10 @@ def test_watch_expiry_relists_and_reconciles_deleted_pods(harness: Harness) -> N
     assert record.oom_kills == 1  # the OOM kill during the gap is still counted, once
     status = next(s for s in harness.store.sources() if s.name == "kubernetes")
     assert status.events.get("error") == 1  # the ERROR event with Status code 410
+    # client-go's reflector: the first list may come from the API server's watch cache ("0"); the
+    # list after a 410 must not (the cache may be behind), so it asks for the latest ("").
+    lists = [r.query.get("resourceVersion") for r in api.requests if not r.watch]
+    assert lists == ["0", ""], lists
 
 
 def test_bookmarks_move_the_resource_version_a_reconnect_resumes_from(harness: Harness) -> None:

@@ -1,6 +1,7 @@
 """KubernetesWatcher: the reflector loop (client-go) over pods, one per watched namespace scope.
 
-list -> remember resourceVersion -> watch from it with bookmarks -> BOOKMARK moves the
+list (resourceVersion "0": served from the API server's watch cache, not a quorum read of etcd,
+as client-go's reflector does; a consistent read only after a 410) -> remember resourceVersion -> watch from it with bookmarks -> BOOKMARK moves the
 resourceVersion on -> ERROR 410 / HTTP 410 (expired): relist and reconcile (pods deleted
 meanwhile disappear) -> any other error: source down, back off (FullJitter + the registry
 breaker `kubernetes:api`), resume the watch from the last resourceVersion.
@@ -47,6 +48,8 @@ class Scope:
     resource_version: str = ""
     up: bool | None = None
     synced: bool = False
+    expired: bool = False  # the last watch got 410: the next list must be a consistent read
+
 
     def holds(self, namespace: str) -> bool:
         return not self.namespace or namespace == self.namespace
@@ -132,7 +135,7 @@ class KubernetesWatcher:
             except WatchExpired as exc:
                 log.info("kubernetes watch expired; relisting",
                          extra={"fields": {"namespace": scope.namespace or "*", "err": exc}})
-                scope.resource_version = ""
+                scope.resource_version, scope.expired = "", True
 
     def _call(self, api: CoreV1Api, scope: Scope, **kwargs: Any) -> Any:
         """GET the pods of `scope` (list or watch), raw, through the breaker; 410 -> WatchExpired.
@@ -157,7 +160,10 @@ class KubernetesWatcher:
 
     def _relist(self, api: CoreV1Api, scope: Scope) -> None:
         """List the scope's pods, apply each, drop the pods that are gone (deleted meanwhile)."""
-        response = self._call(api, scope, _request_timeout=self.request_timeout)
+        # "0": any version the server has cached (cheap at fleet scale; the watch then catches up
+        # from it). After a 410 the cache may be what is behind, so ask for the latest ("").
+        response = self._call(api, scope, resource_version="" if scope.expired else "0",
+                              _request_timeout=self.request_timeout)
         body = decode(response.data)
         listed: set[PodId] = set()
         for pod in body.get("items") or ():
@@ -173,7 +179,7 @@ class KubernetesWatcher:
             self.delete(ident)
         version = (body.get("metadata") or {}).get("resourceVersion")
         scope.resource_version = version if isinstance(version, str) else ""
-        scope.synced = True
+        scope.synced, scope.expired = True, False
         self.relists += 1
         self.store.set_source(SOURCE, synced=all(s.synced for s in self.scopes))
 

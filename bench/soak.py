@@ -49,7 +49,7 @@ import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import docker
 import requests
@@ -763,10 +763,26 @@ def _exchange(address: tuple[str, int], data: bytes, *, head: bool, timeout: flo
 
 
 def route_of(target: str) -> str:
-    """The path the server routes on, as http.server and urlsplit see the request target."""
+    """The path the server routes on, as http.server and urlsplit see the request target, decoded
+    (a client may percent-encode any character of the path; a non-ASCII one it must)."""
     if target.startswith("//"):
         target = "/" + target.lstrip("/")  # http.server (3.11+) against open redirects
-    return urlsplit(target).path
+    return unquote(urlsplit(target).path)
+
+
+def asks_openmetrics(accept: str) -> bool:
+    """RFC 9110 content negotiation: the media type (any case) listed with a q above 0."""
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if media.lower() != "application/openmetrics-text":
+            continue
+        q = next((p.split("=", 1)[1] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            if float(q) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def check_answer(request: Request, answer: tuple[int, dict[str, str], bytes], *, telemetry_path: str,
@@ -804,7 +820,7 @@ def check_answer(request: Request, answer: tuple[int, dict[str, str], bytes], *,
         if not head and not isinstance(json.loads(body), JSON_ROUTES[route]):
             raise AssertionError(f"{route}: not a JSON {JSON_ROUTES[route].__name__}: {body[:200]!r}")
     elif route == telemetry_path:
-        openmetrics = "application/openmetrics-text" in (request.header("Accept") or "")
+        openmetrics = asks_openmetrics(request.header("Accept") or "")
         if content_type.startswith("application/openmetrics-text") != openmetrics:
             raise AssertionError(f"Content-Type {content_type!r} for Accept {request.header('Accept')!r:.100}")
         if head:
@@ -857,6 +873,11 @@ def http_exporters() -> Iterator[tuple[Exporter, Exporter]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _same_credentials(header: str | None, good: str) -> bool:
+    """RFC 7617: the scheme is case-insensitive ("basic", "BASIC"), the credentials are not."""
+    return header is not None and header[:6].lower() == "basic " and header[6:] == good[6:]
+
+
 def fuzz_http(seconds: float) -> list[Fuzzed]:
     """Raw requests to every route of a running Exporter, without and with basic auth."""
     good = _auth_header(SOAK_USER, SOAK_PASSWORD)
@@ -864,7 +885,7 @@ def fuzz_http(seconds: float) -> list[Fuzzed]:
     def check(request: Request, app: Exporter, secured: bool) -> None:
         answer = http_exchange(app.address, request)
         check_answer(request, answer, telemetry_path=app.config.web.telemetry_path,
-                     authorized=not secured or request.header("Authorization") == good)
+                     authorized=not secured or _same_credentials(request.header("Authorization"), good))
 
     with http_exporters() as (plain, secured):
         return [fuzz_for("HTTP: every route, random paths/queries/headers", _REQUESTS,

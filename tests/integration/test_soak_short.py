@@ -78,3 +78,18 @@ def test_basic_auth_with_a_password_over_72_bytes_is_a_401_not_a_dropped_connect
         good = (("Authorization", soak._auth_header(soak.SOAK_USER, soak.SOAK_PASSWORD)),)
         status, _, body = soak.http_exchange(secured.address, soak.Request("GET", "/api/state", good, False))
         assert status == 200 and b'"containers"' in body
+
+
+@pytest.mark.parametrize(("path", "accept", "openmetrics"), [
+    ("/metrics", "application/openmetrics-text;q=0", False),  # q=0 refuses (RFC 9110); once taken for a crash
+    ("/metrics", "APPLICATION/OPENMETRICS-TEXT", True),
+    ("/metrics", "text/plain;q=0.5, application/openmetrics-text;version=1.0.0", True),
+    ("/met%72ics", "application/openmetrics-text" * 3, False),  # percent-encoded path: the same route
+])
+def test_http_oracle_agrees_with_negotiation_and_decoded_paths(path: str, accept: str, openmetrics: bool) -> None:
+    assert soak.asks_openmetrics(accept) is openmetrics
+    with soak.http_exporters() as (plain, _):
+        request = soak.Request("GET", path, (("Accept", accept),), False)
+        answer = soak.http_exchange(plain.address, request)
+        soak.check_answer(request, answer, telemetry_path="/metrics", authorized=True)  # raises on a crash
+        assert answer[0] == 200 and answer[1]["content-type"].startswith("application/openmetrics-text") is openmetrics

@@ -95,7 +95,7 @@ class PodMapper:
     def __init__(self, host: str) -> None:
         self.host = host
         self._seen: dict[str, tuple[Any, ...]] = {}
-        self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], tuple[Any, ...]]] = {}  # (status, node, keys, images)
+        self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], list[Any]]] = {}  # (status, node, keys, images)
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
@@ -118,8 +118,9 @@ class PodMapper:
         node = _text(spec.get("nodeName"), "spec.nodeName") or self.host
         # A pod's spec is immutable but for its images (`kubectl set image`): the API server writes
         # the new image before the kubelet reports anything, so the images join the status here.
-        images = tuple(c.get("image") for part in ("initContainers", "containers") for c in spec.get(part) or ()
-                       if isinstance(c, Mapping))
+        images = [c.get("image") if type(c) is dict else None for c in spec.get("containers") or ()]
+        if spec.get("initContainers"):
+            images += [c.get("image") if type(c) is dict else None for c in spec["initContainers"]]
         last = self._pods.get((namespace, name))
         if last is not None and last[0] == status and last[1] == node and last[3] == images:  # labels/annotations only
             unchanged = [get(k) for k in last[2]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -118,10 +119,50 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def _not_allowed(self) -> None:
-        """405 for methods that change things: every route here is read-only."""
-        self.close_connection = True  # an unread request body must not become the next request
+        """405 for methods that change things: every route here is read-only.
+
+        A small body is read and dropped so the kept-alive connection stays usable (Go's net/http
+        does the same); any other body closes it, said with `Connection: close` so the client does
+        not send its next request on a socket we are closing.
+        """
+        headers = {"Allow": "GET, HEAD"}
+        dropped = self._drop_body()
+        if not dropped:
+            self.close_connection = True  # an unread body must not become the next request
+            headers["Connection"] = "close"
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed: use GET or HEAD\n",
-                   "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
+                   "text/plain; charset=utf-8", headers)
+        if not dropped:
+            self._linger()
+
+    def _linger(self, seconds: float = 2.0, limit: int = 1 << 20) -> None:
+        """Lingering close (as nginx does): closing a socket with unread input sends a reset, which
+        can destroy the answer before the client reads it. Half-close, then read until the client
+        closes, for at most `seconds` and `limit` bytes."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(seconds)
+            deadline, read = time.monotonic() + seconds, 0
+            while read < limit and time.monotonic() < deadline:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                read += len(chunk)
+        except OSError:  # the client reset or timed out: nothing left to protect
+            pass
+
+    def _drop_body(self, limit: int = 64 * 1024) -> bool:
+        """Read and discard a request body of at most `limit` bytes; False if it cannot be."""
+        if self.headers.get("Transfer-Encoding"):
+            return False
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        if not 0 <= length <= limit:
+            return False
+        return len(self.rfile.read(length)) == length if length else True
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import subprocess
+import socket
 import threading
 from typing import Iterator
 
@@ -78,8 +79,23 @@ def test_methods_that_change_things_get_405_and_the_connection_stays_usable(expo
         for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
             answer = session.request(method, url(exporter, "/metrics"), data=b"x" * 1000, timeout=5)
             assert answer.status_code == 405 and answer.headers["Allow"] == "GET, HEAD", method
-            assert "GET or HEAD" in answer.text
+            assert "GET or HEAD" in answer.text and answer.headers.get("Connection") != "close"
             assert session.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"  # body not read as a request
+
+
+def test_a_405_with_a_body_it_will_not_read_says_connection_close(exporter: Exporter) -> None:
+    host, port = exporter.address
+    with socket.create_connection((host, port), timeout=5) as conn:  # a chunked body: not read, so closed
+        conn.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(4096):  # the server closes after its answer
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert head.startswith("http/1.1 405") and "connection: close" in head
+    with requests.Session() as session:  # a body over 64 KiB is not read either
+        answer = session.post(url(exporter, "/metrics"), data=b"x" * 100_000, timeout=5)
+        assert answer.status_code == 405 and answer.headers["Connection"] == "close"
+        assert session.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"
 
 
 @pytest.mark.parametrize("path", ["/m", "/métriques"])

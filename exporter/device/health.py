@@ -67,6 +67,7 @@ def health_document(snap: AgentSnapshot, breaker: CircuitBreaker, command: Seque
         "breaker_state": breaker_snap.state.label,
         "breaker_retry_at": retry_at,
         "next_run": snap.next_run_at,
+        "interval_seconds": snap.interval,
         "stderr_tail": list(run.stderr_tail) if run else [],
         "runs": dict(snap.runs),
     }
@@ -96,5 +97,7 @@ def read_counters(path: str | Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or not isinstance(doc.get("runs"), dict):
         return None
+    interval = doc.get("interval_seconds")
     return {"runs": doc["runs"], "consecutive_failures": int(doc.get("consecutive_failures") or 0),
-            "last_failure_type": doc.get("last_failure_type")}
+            "last_failure_type": doc.get("last_failure_type"),
+            "interval": float(interval) if type(interval) in (int, float) and interval > 0 else None}

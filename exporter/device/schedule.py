@@ -42,23 +42,28 @@ def build_trigger(*, every: float, jitter: float = 0.0, cron: str = "") -> BaseT
     return IntervalTrigger(seconds=every, jitter=jitter or None)
 
 
-def trigger_interval(trigger: BaseTrigger, now: datetime | None = None) -> float:
-    """Seconds between runs: `every` for an interval trigger; for cron, the longest gap between
-    its fire times over the next 8 days (a weekday-only schedule has its weekend gap)."""
+def trigger_interval(trigger: BaseTrigger, now: datetime | None = None) -> float | None:
+    """The longest expected time between two runs, for alerts; None if the trigger never fires again.
+
+    Interval trigger: `every` plus its jitter. Cron: the longest gap between fire times from the
+    next one over 8 days, and at least the first gap (a weekday-only schedule has its weekend gap,
+    a monthly one its month), in real seconds (a DST change makes a wall-clock day 23 or 25 h).
+    """
     if isinstance(trigger, IntervalTrigger):
-        return trigger.interval.total_seconds()
-    now = now or datetime.now(timezone.utc)
-    horizon, longest = now + timedelta(days=8), 0.0
-    previous = trigger.get_next_fire_time(None, now)
+        return trigger.interval.total_seconds() + float(trigger.jitter or 0)
+    previous = trigger.get_next_fire_time(None, now or datetime.now(timezone.utc))
+    if previous is None:
+        return None
+    horizon, longest = previous + timedelta(days=8), 0.0
     for _ in range(12_000):  # "* * * * *" fires 11,520 times in 8 days
-        if previous is None or previous > horizon:
-            break
         following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
         if following is None:
             break
-        longest = max(longest, (following - previous).total_seconds())
+        longest = max(longest, following.timestamp() - previous.timestamp())
+        if following > horizon:
+            break
         previous = following
-    return longest
+    return longest or None
 
 
 class AgentScheduler:
@@ -74,7 +79,9 @@ class AgentScheduler:
         self._scheduler.add_job(runner.run, trigger, id=JOB_ID, name=f"agent:{runner.config.name}",
                                 max_instances=1, coalesce=True, misfire_grace_time=None, **kwargs)
         self._skipping = False
-        runner.status.set_interval(trigger_interval(trigger))
+        interval = trigger_interval(trigger)
+        if interval is not None:
+            runner.status.set_interval(interval)
         logging.getLogger("apscheduler.scheduler").addFilter(_SKIP_FILTER)  # idempotent: same object
 
     def __repr__(self) -> str:

@@ -106,11 +106,13 @@ class AgentStatus:
         """The schedule's interval, exported so alerts need not assume one."""
         self._update(interval=seconds)
 
-    def restore(self, runs: dict[str, int], consecutive_failures: int, last_failure_type: str | None) -> None:
-        """Carry counters across `agent run-once` invocations (read back from health.json)."""
+    def restore(self, runs: dict[str, int], consecutive_failures: int, last_failure_type: str | None,
+                interval: float | None = None) -> None:
+        """Carry counters across `agent run-once` invocations (read back from health.json), and the
+        interval of a scheduled agent, so a run by hand beside it does not drop its alert threshold."""
         known = {r.value: int(runs.get(r.value, 0)) for r in RunResult}
         self._update(runs=known, consecutive_failures=consecutive_failures,
-                     last_failure_type=last_failure_type)
+                     last_failure_type=last_failure_type, interval=interval)
 
 
 @dataclass(frozen=True)

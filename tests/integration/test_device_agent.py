@@ -290,3 +290,24 @@ def test_agent_command_runs_on_its_schedule_and_stops_cleanly_on_sigterm(tmp_pat
     assert proc.stderr is not None
     log = proc.stderr.read()
     assert "msg=\"agent scheduled\"" in log and "msg=stopped" in log
+
+
+def test_run_once_by_hand_beside_a_scheduled_agent_keeps_its_interval(tmp_path: Path) -> None:
+    agent = script(tmp_path, "exit 0\n")  # the runbook's remedy: run the agent once by hand
+    common = ["--name", "edge", "--textfile-dir", str(tmp_path), "--health-file", str(tmp_path / "health.json")]
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--host", "pi-1", "agent", "--every", "1h", *common,
+                             "--", str(agent)], cwd=tmp_path, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_until(lambda: (tmp_path / "health.json").exists() and json.loads(
+            (tmp_path / "health.json").read_text())["runs"]["success"] == 1, timeout=20, message="the scheduled run")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    assert json.loads((tmp_path / "health.json").read_text())["interval_seconds"] == 3600
+    out = cli("--host", "pi-1", "agent", "run-once", *common, "--", str(agent), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "health.json").read_text())
+    assert_valid_health(doc)
+    assert doc["runs"]["success"] == 2 and doc["interval_seconds"] == 3600
+    assert 'role_agent_interval_seconds{host="pi-1"} 3600' in (tmp_path / "role_agent_edge.prom").read_text()

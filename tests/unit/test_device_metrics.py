@@ -39,7 +39,9 @@ def test_interval_is_exported_once_scheduled_so_alerts_need_not_assume_one() -> 
 
 
 @pytest.mark.parametrize(("cron", "seconds"), [
-    ("*/5 * * * *", 300), ("0 3 * * *", 86_400), ("0 9-17 * * 1-5", 64 * 3600), ("* * * * 1-5", 2 * 86_400 + 60)])
+    ("*/5 * * * *", 300), ("0 3 * * *", 86_400), ("0 9-17 * * 1-5", 64 * 3600), ("* * * * 1-5", 2 * 86_400 + 60),
+    ("0 0 1 * *", 31 * 86_400),    # monthly, from Nov 23: Dec 1 -> Jan 1 (its first gap, past the 8 days)
+    ("0 0 1 1 *", 365 * 86_400)])  # yearly: never 0, which would make the alert fire at once
 def test_cron_interval_is_its_longest_gap(cron: str, seconds: float) -> None:
     from datetime import datetime, timezone
 
@@ -47,7 +49,20 @@ def test_cron_interval_is_its_longest_gap(cron: str, seconds: float) -> None:
 
     monday = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
     assert trigger_interval(build_trigger(every=1, cron=cron), monday) == seconds
-    assert trigger_interval(build_trigger(every=420, jitter=30)) == 420
+
+
+def test_interval_includes_jitter_and_counts_real_seconds_across_dst() -> None:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    from exporter.device.schedule import build_trigger, trigger_interval
+
+    assert trigger_interval(build_trigger(every=420, jitter=30)) == 450  # a run may start up to every + jitter later
+    berlin = CronTrigger.from_crontab("0 3 * * *", timezone=ZoneInfo("Europe/Berlin"))
+    before_dst_ends = datetime(2026, 10, 20, tzinfo=timezone.utc)  # 2026-10-25: a 25-hour day in Berlin
+    assert trigger_interval(berlin, before_dst_ends) == 25 * 3600
 
 
 def test_failed_then_successful_runs_become_series() -> None:

@@ -175,10 +175,25 @@ def test_watch_expiry_relists_and_reconciles_deleted_pods(harness: Harness) -> N
     assert record.oom_kills == 1  # the OOM kill during the gap is still counted, once
     status = next(s for s in harness.store.sources() if s.name == "kubernetes")
     assert status.events.get("error") == 1  # the ERROR event with Status code 410
-    # client-go's reflector: the first list may come from the API server's watch cache ("0"); the
-    # list after a 410 must not (the cache may be behind), so it asks for the latest ("").
+    # client-go's relistResourceVersion(): the first list from the watch cache ("0"), the relist at
+    # the last synced version (the cache serves it, no older); "" only if that one is refused.
     lists = [r.query.get("resourceVersion") for r in api.requests if not r.watch]
-    assert lists == ["0", ""], lists
+    last_watched = [r.query["resourceVersion"] for r in api.requests if r.watch][-2]
+    assert lists == ["0", last_watched] and int(last_watched) > 0, lists
+
+
+def test_a_relist_refused_as_expired_lists_the_latest(harness: Harness) -> None:
+    api = harness.api
+    api.add(load_pod("running"))
+    watcher = harness.watcher()
+    wait_until(lambda: api.watches(), message="the watch")
+    api.gone_lists = 1  # the list at the last version is refused too: then a consistent read
+    api.modify(load_pod("crash-loop-backoff"))
+    api.expire()  # the open watch ends with 410: relist
+    harness.wait(APP, lambda r: r.reason is Reason.CRASH_LOOP_BACK_OFF, "the change after the compaction")
+    wait_until(lambda: watcher.relists == 2, message="the relist")
+    lists = [r.query.get("resourceVersion") for r in api.requests if not r.watch]
+    assert lists[0] == "0" and lists[-1] == "" and len(lists) == 3 and lists[1] not in ("", "0"), lists
 
 
 def test_bookmarks_move_the_resource_version_a_reconnect_resumes_from(harness: Harness) -> None:

@@ -1,10 +1,13 @@
 """KubernetesWatcher: the reflector loop (client-go) over pods, one per watched namespace scope.
 
-list (resourceVersion "0": served from the API server's watch cache, not a quorum read of etcd,
-as client-go's reflector does; a consistent read only after a 410) -> remember resourceVersion -> watch from it with bookmarks -> BOOKMARK moves the
+list -> remember resourceVersion -> watch from it with bookmarks -> BOOKMARK moves the
 resourceVersion on -> ERROR 410 / HTTP 410 (expired): relist and reconcile (pods deleted
 meanwhile disappear) -> any other error: source down, back off (FullJitter + the registry
 breaker `kubernetes:api`), resume the watch from the last resourceVersion.
+The list's resourceVersion is client-go's `relistResourceVersion()`: "0" for the first list (any
+state the API server's watch cache holds: no quorum read of etcd from every node at once), the
+last synced one for a relist (served from the cache, no older than what we had), and "" (the
+latest, a consistent read) only after a list at that version was itself refused as expired.
 Responses are read raw (`_preload_content=False`) and decoded (orjson, else json) into plain dicts:
 the client's model deserialization costs more than everything else (bench/kube.py).
 Lines are split from the raw chunks here, as bytes: kubernetes.watch's iter_resp_lines decodes
@@ -33,6 +36,8 @@ except ImportError:  # pragma: no cover - orjson is optional
 log = logging.getLogger(__name__)
 SOURCE = "kubernetes"
 GONE = 410
+GATEWAY_TIMEOUT = 504
+TOO_LARGE = "ResourceVersionTooLarge"  # the cause of a 504 for a version the cache has not reached
 PodId = tuple[str, str]
 
 
@@ -48,7 +53,8 @@ class Scope:
     resource_version: str = ""
     up: bool | None = None
     synced: bool = False
-    expired: bool = False  # the last watch got 410: the next list must be a consistent read
+    relist: bool = False       # the watch expired (410): list again before watching
+    unavailable: bool = False  # a list at resource_version was refused as expired: list the latest
 
 
     def holds(self, namespace: str) -> bool:
@@ -128,14 +134,22 @@ class KubernetesWatcher:
     # -- one connected session ---------------------------------------------------------------
     def _session(self, api: CoreV1Api, scope: Scope) -> None:
         while not self._stop.is_set():
-            if not scope.resource_version:
-                self._relist(api, scope)
+            if not scope.resource_version or scope.relist:
+                try:
+                    self._relist(api, scope)
+                except WatchExpired as exc:
+                    if scope.unavailable:
+                        raise  # even the latest was refused: a failed session, backed off
+                    log.info("kubernetes list at the last resourceVersion expired; listing the latest",
+                             extra={"fields": {"namespace": scope.namespace or "*", "err": exc}})
+                    scope.unavailable = True
+                    continue
             try:
                 self._watch(api, scope)
             except WatchExpired as exc:
                 log.info("kubernetes watch expired; relisting",
                          extra={"fields": {"namespace": scope.namespace or "*", "err": exc}})
-                scope.resource_version, scope.expired = "", True
+                scope.relist = True
 
     def _call(self, api: CoreV1Api, scope: Scope, **kwargs: Any) -> Any:
         """GET the pods of `scope` (list or watch), raw, through the breaker; 410 -> WatchExpired.
@@ -150,8 +164,8 @@ class KubernetesWatcher:
                                                    **kwargs)
                 return api.list_pod_for_all_namespaces(_preload_content=False, **self.selectors, **kwargs)
             except ApiException as exc:
-                if exc.status == GONE:
-                    return WatchExpired(exc.reason)
+                if exc.status == GONE or (exc.status == GATEWAY_TIMEOUT and TOO_LARGE in str(exc.body or "")):
+                    return WatchExpired(exc.reason)  # client-go treats "too large" as expired too
                 raise
         response = self.breaker.call(get)
         if isinstance(response, WatchExpired):
@@ -160,10 +174,8 @@ class KubernetesWatcher:
 
     def _relist(self, api: CoreV1Api, scope: Scope) -> None:
         """List the scope's pods, apply each, drop the pods that are gone (deleted meanwhile)."""
-        # "0": any version the server has cached (cheap at fleet scale; the watch then catches up
-        # from it). After a 410 the cache may be what is behind, so ask for the latest ("").
-        response = self._call(api, scope, resource_version="" if scope.expired else "0",
-                              _request_timeout=self.request_timeout)
+        asked = "" if scope.unavailable else scope.resource_version or "0"
+        response = self._call(api, scope, resource_version=asked, _request_timeout=self.request_timeout)
         body = decode(response.data)
         listed: set[PodId] = set()
         for pod in body.get("items") or ():
@@ -179,7 +191,7 @@ class KubernetesWatcher:
             self.delete(ident)
         version = (body.get("metadata") or {}).get("resourceVersion")
         scope.resource_version = version if isinstance(version, str) else ""
-        scope.synced, scope.expired = True, False
+        scope.synced, scope.relist, scope.unavailable = True, False, False
         self.relists += 1
         self.store.set_source(SOURCE, synced=all(s.synced for s in self.scopes))
 

@@ -776,7 +776,8 @@ def asks_openmetrics(accept: str) -> bool:
         media, *params = (part.strip() for part in item.split(";"))
         if media.lower() != "application/openmetrics-text":
             continue
-        q = next((p.split("=", 1)[1] for p in params if p.lower().startswith("q=")), "1")
+        qs = [p.split("=", 1)[1] for p in params if p.lower().startswith("q=")]
+        q = qs[-1] if qs else "1"  # a repeated q: the last one counts
         try:
             if float(q) > 0:
                 return True

@@ -83,6 +83,7 @@ class FakeKubeApi:
         self.last_change: dict[str, int] = {}  # namespace -> resourceVersion of its last change
         self.stats: collections.Counter[str] = collections.Counter()  # what the server did, by kind
         self.peak_watches = 0       # most watch connections open at once
+        self.cache: tuple[int, dict[tuple[str, str], Pod]] | None = None  # a lagging watch cache, see lag_cache()
         self.cond = threading.Condition()
         self._bookmarks: list[int] = []  # resourceVersions at which a BOOKMARK was asked
         self._sockets: set[socket.socket] = set()
@@ -187,6 +188,16 @@ class FakeKubeApi:
             self._cut |= self._sockets
             self.stats["cuts"] += 1
 
+    def lag_cache(self) -> None:
+        """From now on a list with resourceVersion "0" is answered from the pods as they are now,
+        as by an API server whose watch cache lags behind etcd; catch_up() ends it."""
+        with self.cond:
+            self.cache = (self.resource_version, copy.deepcopy(self.pods))
+
+    def catch_up(self) -> None:
+        with self.cond:
+            self.cache = None
+
     def since(self, version: int, namespace: str, query: dict[str, str]) -> list[bytes]:
         """Event lines after `version` that match the watch (call with `cond` held)."""
         start = bisect.bisect_right(self.history, version, key=lambda entry: entry[0])
@@ -204,10 +215,15 @@ class FakeKubeApi:
                 and _selector_matches(query.get("fieldSelector", ""), _fields(pod)))
 
     def list_body(self, namespace: str, query: dict[str, str]) -> bytes:
+        """The pods now; for resourceVersion "0" ("any"), the lagging cache's if there is one. A
+        list at a given version gets the latest, which is never older than that version."""
         with self.cond:
-            items = [p for p in self.pods.values() if self._matches(p, namespace, query)]
+            version, pods = self.resource_version, self.pods
+            if query.get("resourceVersion") == "0" and self.cache is not None:
+                version, pods = self.cache
+            items = [p for p in pods.values() if self._matches(p, namespace, query)]
             return json.dumps({"kind": "PodList", "apiVersion": "v1",
-                               "metadata": {"resourceVersion": str(self.resource_version)},
+                               "metadata": {"resourceVersion": str(version)},
                                "items": items}).encode()
 
 

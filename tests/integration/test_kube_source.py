@@ -182,6 +182,24 @@ def test_watch_expiry_relists_and_reconciles_deleted_pods(harness: Harness) -> N
     assert lists == ["0", last_watched] and int(last_watched) > 0, lists
 
 
+def test_a_first_list_from_a_lagging_watch_cache_catches_up_through_the_watch(harness: Harness) -> None:
+    api = harness.api
+    gone = container_key("shop", "web-7d4b9c8f6d-gone4", "app")
+    api.add(load_pod("running"))
+    api.add(load_pod("running", name="web-7d4b9c8f6d-gone4"))
+    api.lag_cache()  # the API server's watch cache stops here: "0" lists are answered from it
+    cached_version = str(api.resource_version)
+    api.modify(load_pod("oom-killed-last-state"))
+    api.delete("shop", "web-7d4b9c8f6d-gone4")
+    watcher = harness.watcher()
+    record = harness.wait(APP, lambda r: r.oom_kills == 1, "the OOM kill made after the cached state")
+    assert record.restarts == 1
+    wait_until(lambda: harness.store.get(gone) is None, message="the pod deleted after the cached state to go")
+    lists = [r.query.get("resourceVersion") for r in api.requests if not r.watch]
+    assert lists == ["0"] and api.watches()[0].query["resourceVersion"] == cached_version
+    assert watcher.relists == 1  # the watch from the cached version brought the rest: no relist
+
+
 def test_a_relist_refused_as_expired_lists_the_latest(harness: Harness) -> None:
     api = harness.api
     api.add(load_pod("running"))

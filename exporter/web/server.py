@@ -74,6 +74,7 @@ class Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; without TCP_NODELAY the body waits for the
     # client's delayed ACK (~40 ms per request on a kept-alive connection, i.e. every scrape).
     disable_nagle_algorithm = True
+    body_timeout = 5.0  # seconds to read the small body of a refused (405) request
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         url = urlsplit(self.path)
@@ -126,7 +127,11 @@ class Handler(BaseHTTPRequestHandler):
         not send its next request on a socket we are closing.
         """
         headers = {"Allow": "GET, HEAD"}
-        dropped = self._drop_body()
+        try:
+            dropped = self._drop_body()
+        except OSError:  # the client stalled or went away mid-body: nobody to answer
+            self.close_connection = True
+            return
         if not dropped:
             self.close_connection = True  # an unread body must not become the next request
             headers["Connection"] = "close"
@@ -142,9 +147,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(seconds)
             deadline, read = time.monotonic() + seconds, 0
-            while read < limit and time.monotonic() < deadline:
+            while read < limit and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
                 chunk = self.connection.recv(65536)
                 if not chunk:
                     break
@@ -153,7 +158,8 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def _drop_body(self, limit: int = 64 * 1024) -> bool:
-        """Read and discard a request body of at most `limit` bytes; False if it cannot be."""
+        """Read and discard a request body of at most `limit` bytes within `body_timeout`; False if
+        it cannot be. OSError (timeout, reset) when the client stalls or leaves mid-body."""
         if self.headers.get("Transfer-Encoding"):
             return False
         try:
@@ -162,7 +168,15 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if not 0 <= length <= limit:
             return False
-        return len(self.rfile.read(length)) == length if length else True
+        if not length:
+            return True
+        self.connection.settimeout(self.body_timeout)
+        try:
+            if len(self.rfile.read(length)) != length:
+                raise ConnectionError("request body cut short")
+        finally:
+            self.connection.settimeout(None)
+        return True
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
 

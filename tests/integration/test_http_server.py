@@ -137,3 +137,14 @@ def test_configured_breaker_defaults_and_budget_reach_the_registry() -> None:
     breaker = registry.breaker("docker:events")
     assert (breaker.failure_threshold, breaker.open_timeout, breaker.window) == (3, 60.0, 60.0)
     assert registry.budget.ratio == 0.25
+
+
+def test_a_405_whose_body_stalls_is_closed_without_an_answer(exporter: Exporter, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.web.server import Handler
+
+    monkeypatch.setattr(Handler, "body_timeout", 0.5)
+    host, port = exporter.address
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        assert conn.recv(4096) == b""  # closed after body_timeout: no 405 written to a stalled client
+    assert requests.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"

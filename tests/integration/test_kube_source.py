@@ -2,6 +2,7 @@
 official client: list, chunked watch, bookmarks, 410 Gone, dropped connections."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -270,3 +271,17 @@ def test_kubeconfig_and_context_from_config_reach_the_api_server(api: FakeKubeAp
         assert store.get(APP).reason is Reason.CRASH_LOOP_BACK_OFF  # type: ignore[union-attr]
     finally:
         source.stop()
+
+
+def test_a_server_answering_410_at_once_again_and_again_is_backed_off(harness: Harness) -> None:
+    api = harness.api
+    api.add(load_pod("running"))
+    watcher = harness.watcher()
+    with api.cond:  # the open watch and every watch from any version the lists give: 410 at once
+        api.compacted = 10**12
+        api.cond.notify_all()
+    start, before = time.monotonic(), len(api.watches())
+    wait_until(lambda: time.monotonic() - start >= 2.0, message="two seconds of 410s")
+    watches = len(api.watches()) - before
+    assert 2 <= watches <= 60, watches  # without a back-off: hundreds (a list and a watch every few ms)
+    assert watcher.relists >= 2

@@ -133,6 +133,7 @@ class KubernetesWatcher:
 
     # -- one connected session ---------------------------------------------------------------
     def _session(self, api: CoreV1Api, scope: Scope) -> None:
+        expiries = 0  # watches in a row that expired before any event moved the resourceVersion on
         while not self._stop.is_set():
             if not scope.resource_version or scope.relist:
                 try:
@@ -144,12 +145,16 @@ class KubernetesWatcher:
                              extra={"fields": {"namespace": scope.namespace or "*", "err": exc}})
                     scope.unavailable = True
                     continue
+            watched_from = scope.resource_version
             try:
                 self._watch(api, scope)
             except WatchExpired as exc:
                 log.info("kubernetes watch expired; relisting",
                          extra={"fields": {"namespace": scope.namespace or "*", "err": exc}})
                 scope.relist = True
+                expiries = expiries + 1 if scope.resource_version == watched_from else 1
+                if expiries >= 2:  # a server answering 410 at once, again: back off (client-go does)
+                    self._stop.wait(self.backoff.delay(expiries - 1))
 
     def _call(self, api: CoreV1Api, scope: Scope, **kwargs: Any) -> Any:
         """GET the pods of `scope` (list or watch), raw, through the breaker; 410 -> WatchExpired.

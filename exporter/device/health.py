@@ -97,7 +97,9 @@ def read_counters(path: str | Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or not isinstance(doc.get("runs"), dict):
         return None
-    interval = doc.get("interval_seconds")
+    # The interval of a scheduled agent only (its next_run is set): one that is now run by a
+    # timer must not keep an old schedule's threshold for ever.
+    interval = doc.get("interval_seconds") if doc.get("next_run") is not None else None
     return {"runs": doc["runs"], "consecutive_failures": int(doc.get("consecutive_failures") or 0),
             "last_failure_type": doc.get("last_failure_type"),
             "interval": float(interval) if type(interval) in (int, float) and interval > 0 else None}

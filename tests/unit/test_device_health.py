@@ -133,3 +133,16 @@ def test_health_file_round_trips_counters_for_run_once(tmp_path: Path, parts: An
 def test_schema_ships_inside_the_package() -> None:
     assert SCHEMA_PATH.parent.name == "device" and SCHEMA_PATH.name == "health.schema.json"
     assert load_schema()["properties"]["status"]["enum"] == ["pending", "ok", "failing", "circuit_open"]
+
+
+def test_run_once_keeps_the_interval_of_a_scheduled_agent_only(tmp_path: Path) -> None:
+    from exporter.device.health import read_counters
+
+    path = tmp_path / "health.json"
+    doc = {"schema_version": 1, "runs": {"success": 1}, "interval_seconds": 3600.0, "next_run": 1e9}
+    path.write_text(json.dumps(doc))
+    assert read_counters(path)["interval"] == 3600.0  # written by a scheduler: a run by hand beside it
+    path.write_text(json.dumps({**doc, "next_run": None}))
+    assert read_counters(path)["interval"] is None  # written by run-once: a timer's, not a schedule's
+    path.write_text(json.dumps({**doc, "interval_seconds": True}))
+    assert read_counters(path)["interval"] is None

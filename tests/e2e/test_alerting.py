@@ -82,10 +82,22 @@ class Stack:
 
     def message(self, status: str, needle: str, timeout: float) -> SlackMessage:
         prefix = "[FIRING:" if status == "firing" else "[RESOLVED]"
-        return wait_until(lambda: self.slack.find(lambda m: m.title.startswith(prefix) and needle in m.title),
-                          timeout=timeout, interval=0.2,
-                          message=f"a {status} Slack message titled '{needle}' (got: {[m.title for m in self.slack.messages]}, "
-                                  f"Prometheus alerts: {[a['labels']['alertname'] for a in self.prometheus.alerts()]})")
+        try:
+            return wait_until(lambda: self.slack.find(lambda m: m.title.startswith(prefix) and needle in m.title),
+                              timeout=timeout, interval=0.2, message=f"a {status} Slack message titled '{needle}'")
+        except AssertionError as exc:  # what every part of the pipeline holds at the deadline
+            raise AssertionError(f"{exc} (got: {[m.title for m in self.slack.messages]}; Prometheus alerts: "
+                                 f"{[a['labels']['alertname'] for a in self.prometheus.alerts()]}; exporter: "
+                                 f"{self.records()}; engine: {self.engine_states()})") from None
+
+    def records(self) -> list[str]:
+        return [f"{r.container}: {r.display_reason} oom_kills={r.oom_kills} failures={dict(r.failures)}"
+                for r in self.exporter.store.records() if r.container in (self.crash, self.oom)]
+
+    def engine_states(self) -> list[str]:
+        return [self.dockerd.cli("inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} "
+                                 "OOMKilled={{.State.OOMKilled}}", name, check=False).stdout.strip()
+                for name in (self.crash, self.oom)]
 
 
 @pytest.fixture(scope="module")

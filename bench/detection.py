@@ -10,6 +10,7 @@ KubeContainerWaiting 1h), a floor its pipeline cannot beat.
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,6 +112,15 @@ def measure(timeout: float = 300) -> dict[str, float]:
             time.sleep(0.2)
         if breaker_open is not None and "breaker" in got:
             got["breaker_from_open"] = got["breaker"] + starts["breaker"] - breaker_open
+        missing = [key for key in needles if key not in got]
+        if missing:  # say where each missing alert got lost: exporter, Prometheus or Alertmanager
+            text = requests.get(metrics, timeout=5).text
+            exported = [line for line in text.splitlines() if hog in line or crash in line]
+            alerts = [a["labels"].get("alertname") for a in prometheus.alerts()]
+            states = engine.cli("inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}",
+                                hog, crash, check=False).stdout
+            print(f"detection: no Slack payload for {missing}; Slack got {[m.title for m in slack.messages]}; "
+                  f"Prometheus alerts {alerts}; exporter: {exported}; engine: {states}", file=sys.stderr)
         return got
     finally:
         if exporter is not None:

@@ -49,7 +49,7 @@ class AgentSnapshot:
     running: bool
     next_run_at: float | None
     rejected_reason: str | None
-    interval: float | None = None  # scheduled time between runs; None for run-once
+    interval: float | None = None  # longest expected time between scheduled runs; None if not scheduled
 
 
 class AgentStatus:

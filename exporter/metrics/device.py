@@ -51,8 +51,8 @@ AGENT_FAMILIES: tuple[Family[AgentSnapshot], ...] = (
     Family("role_agent_consecutive_failures", GAUGE, "Role agent runs that failed in a row (0 after a success).",
            ("host",), lambda s: [((s.host,), s.consecutive_failures)]),
     Family("role_agent_interval_seconds", GAUGE,
-           "Scheduled time between role agent runs (agent.every, or the longest gap of agent.cron); "
-           "absent for run-once.", ("host",),
+           "Longest expected time between scheduled role agent runs (agent.every + agent.jitter, or "
+           "the longest gap of agent.cron); absent unless the agent is or was just scheduled.", ("host",),
            lambda s: [((s.host,), s.interval)] if s.interval is not None else []),
     Family("role_agent_last_failure_info", GAUGE,
            "Failure type of the role agent's most recent failed run (always 1).",

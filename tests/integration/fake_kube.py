@@ -190,13 +190,9 @@ class FakeKubeApi:
 
     def lag_cache(self) -> None:
         """From now on a list with resourceVersion "0" is answered from the pods as they are now,
-        as by an API server whose watch cache lags behind etcd; catch_up() ends it."""
+        as by an API server whose watch cache lags behind etcd."""
         with self.cond:
             self.cache = (self.resource_version, copy.deepcopy(self.pods))
-
-    def catch_up(self) -> None:
-        with self.cond:
-            self.cache = None
 
     def since(self, version: int, namespace: str, query: dict[str, str]) -> list[bytes]:
         """Event lines after `version` that match the watch (call with `cond` held)."""

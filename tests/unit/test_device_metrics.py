@@ -33,7 +33,7 @@ def test_agent_families_keep_the_names_the_fleet_alerts_on() -> None:
 def test_interval_is_exported_once_scheduled_so_alerts_need_not_assume_one() -> None:
     status = AgentStatus("edge", "pi-1")
     assert all(name != "role_agent_interval_seconds" for name, _ in samples(render_text([AgentCollector(status)]).decode()))
-    status.set_interval(600.0)  # the scheduler does this; `agent run-once` never does
+    status.set_interval(600.0)  # the scheduler does this
     got = samples(render_text([AgentCollector(status)]).decode())
     assert got[("role_agent_interval_seconds", (("host", "pi-1"),))] == 600.0
 

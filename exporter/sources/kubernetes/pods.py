@@ -118,9 +118,8 @@ class PodMapper:
         node = _text(spec.get("nodeName"), "spec.nodeName") or self.host
         # A pod's spec is immutable but for its images (`kubectl set image`): the API server writes
         # the new image before the kubelet reports anything, so the images join the status here.
-        images = [c.get("image") if type(c) is dict else None for c in spec.get("containers") or ()]
-        if spec.get("initContainers"):
-            images += [c.get("image") if type(c) is dict else None for c in spec["initContainers"]]
+        images = [c.get("image") if type(c) is dict else None
+                  for part in ("initContainers", "containers") for c in spec.get(part) or ()]
         last = self._pods.get((namespace, name))
         if last is not None and last[0] == status and last[1] == node and last[3] == images:  # labels/annotations only
             unchanged = [get(k) for k in last[2]]

@@ -56,7 +56,6 @@ class Scope:
     relist: bool = False       # the watch expired (410): list again before watching
     unavailable: bool = False  # a list at resource_version was refused as expired: list the latest
 
-
     def holds(self, namespace: str) -> bool:
         return not self.namespace or namespace == self.namespace
 

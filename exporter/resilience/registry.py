@@ -13,6 +13,7 @@ from typing import Any
 from .breaker import BreakerSnapshot, CircuitBreaker
 from .budget import RetryBudget
 from .errors import ErrorCode
+from .keyed import BreakerSettings, KeyedBreakers, KeyedSnapshot
 
 
 class RetryOutcome(str, Enum):
@@ -41,6 +42,7 @@ class ResilienceRegistry:
     def __init__(self, budget: RetryBudget | None = None) -> None:
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._keyed: dict[str, KeyedBreakers] = {}
         self._retries: dict[str, list[int]] = {}
         self._errors: dict[tuple[str, str], int] = {}
         self.budget: RetryBudget = budget if budget is not None else RetryBudget()
@@ -70,6 +72,30 @@ class ResilienceRegistry:
         if current is not breaker:
             raise ValueError(f"a different circuit breaker named {breaker.name!r} is already registered")
         return breaker
+
+    def keyed(self, name: str, settings: BreakerSettings | None = None, **config: Any) -> KeyedBreakers:
+        """Get the keyed breaker set called ``name``, creating it on first use (later ``config`` is ignored).
+
+        ``config``: KeyedBreakers' keywords (label, idle_timeout, max_keys, clock).
+        """
+        with self._lock:
+            existing = self._keyed.get(name)
+            if existing is None:
+                existing = self._keyed[name] = KeyedBreakers(name, settings, **config)
+            return existing
+
+    def register_keyed(self, keyed: KeyedBreakers) -> KeyedBreakers:
+        """Add an externally built keyed set; its name must be unused (or map to itself)."""
+        with self._lock:
+            current = self._keyed.setdefault(keyed.name, keyed)
+        if current is not keyed:
+            raise ValueError(f"a different keyed breaker set named {keyed.name!r} is already registered")
+        return keyed
+
+    def keyed_snapshots(self) -> list[KeyedSnapshot]:
+        with self._lock:
+            sets = list(self._keyed.values())
+        return [k.snapshot() for k in sets]
 
     def breakers(self) -> list[CircuitBreaker]:
         with self._lock:

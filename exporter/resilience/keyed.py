@@ -37,6 +37,16 @@ class BreakerSettings:
         return CircuitBreaker(name, clock=clock, **{f.name: getattr(self, f.name) for f in fields(self)})
 
 
+class _Entry:
+    """A key's breaker and its last use (slots: one of these per key)."""
+
+    __slots__ = ("breaker", "last_used")
+
+    def __init__(self, breaker: CircuitBreaker, last_used: float) -> None:
+        self.breaker = breaker
+        self.last_used = last_used
+
+
 @dataclass(frozen=True)
 class KeyedSnapshot:
     """Point-in-time view of a keyed set for metrics: per-key state, set-wide counts."""
@@ -80,8 +90,7 @@ class KeyedBreakers:
         self.max_keys = max_keys
         self._clock = clock
         self._lock = threading.Lock()
-        # key -> [breaker, last use]; order is least recently used first
-        self._entries: OrderedDict[str, list[Any]] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._sweep_every = self.idle_timeout / 8
         self._next_sweep = clock() + self._sweep_every
         self._evicted = dict.fromkeys(EVICTION_REASONS, 0)
@@ -108,7 +117,7 @@ class KeyedBreakers:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
-                entry[1] = now
+                entry.last_used = now
                 self._entries.move_to_end(key)
             else:
                 if not isinstance(key, str):
@@ -116,10 +125,10 @@ class KeyedBreakers:
                                     f"got {type(key).__name__} {key!r}")
                 if len(self._entries) >= self.max_keys:
                     self._evict_locked(next(iter(self._entries)), "cap")
-                entry = self._entries[key] = [self.settings.build(key, self._clock), now]
+                entry = self._entries[key] = _Entry(self.settings.build(key, self._clock), now)
             if now >= self._next_sweep:
                 self._sweep_locked(now)
-            return entry[0]
+            return entry.breaker
 
     def call(self, key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` through the breaker of ``key`` (CircuitOpenError when open)."""
@@ -130,7 +139,7 @@ class KeyedBreakers:
 
     # ---------------------------------------------------------------- bounds
     def _evict_locked(self, key: str, reason: str) -> None:
-        breaker = self._entries.pop(key)[0]
+        breaker = self._entries.pop(key).breaker
         for outcome, count in breaker.snapshot().calls.items():  # keep the set's call counters monotonic
             self._evicted_calls[outcome] += count
         self._evicted[reason] += 1
@@ -141,8 +150,8 @@ class KeyedBreakers:
         entries = self._entries
         evicted = 0
         while entries:
-            key, (_, last_used) = next(iter(entries.items()))
-            if last_used > horizon:
+            key, entry = next(iter(entries.items()))
+            if entry.last_used > horizon:
                 break
             self._evict_locked(key, "idle")
             evicted += 1
@@ -164,7 +173,7 @@ class KeyedBreakers:
         now = self._clock()
         with self._lock:
             self._sweep_locked(now)
-            breakers = [(key, entry[0]) for key, entry in self._entries.items()]
+            breakers = [(key, entry.breaker) for key, entry in self._entries.items()]
             calls = dict(self._evicted_calls)
             evicted = dict(self._evicted)
         states, transitions = [], []

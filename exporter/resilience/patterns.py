@@ -42,26 +42,35 @@ def resilient(breaker: Breakers | None = None, retry: RetryPolicy | None = None,
         raise TypeError("resilient(): give a breaker, a retry policy or both")
 
     def decorate(fn: F) -> F:
+        # the call path is chosen here, once, so a call pays for nothing it does not use
+        if retry is None and isinstance(breaker, CircuitBreaker):
+            return breaker(fn)  # type: ignore[return-value]
+        if breaker is None:
+            return retry(fn)  # type: ignore[misc]
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if breaker is None:
-                    return await retry.retry_async(fn, *args, **kwargs)  # type: ignore[union-attr]
                 cb = _breaker_for(breaker, key, args, kwargs)
                 if retry is None:
                     return await cb.call_async(fn, *args, **kwargs)
                 return await retry.retry_async(cb.call_async, fn, *args, **kwargs)
             return async_wrapper  # type: ignore[return-value]
 
+        if isinstance(breaker, CircuitBreaker):
+            call, retry_call = breaker.call, retry.retry  # type: ignore[union-attr]
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return retry_call(call, fn, *args, **kwargs)
+            return wrapper  # type: ignore[return-value]
+
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if breaker is None:
-                return retry.retry(fn, *args, **kwargs)  # type: ignore[union-attr]
+        def keyed_wrapper(*args: Any, **kwargs: Any) -> Any:
             cb = _breaker_for(breaker, key, args, kwargs)
             if retry is None:
                 return cb.call(fn, *args, **kwargs)
             return retry.retry(cb.call, fn, *args, **kwargs)
-        return wrapper  # type: ignore[return-value]
+        return keyed_wrapper  # type: ignore[return-value]
     return decorate
 
 

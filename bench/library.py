@@ -1,0 +1,177 @@
+"""The library as a service uses it: decorator and keyed-breaker overhead, keyed-breaker memory.
+
+Peers in the same run: pybreaker (one breaker per key kept in a dict by hand, as users do
+today) and tenacity (its decorator over pybreaker's, for breaker + retry in one line).
+Overhead = seconds per wrapped call minus a bare call of the same shape; all calls succeed.
+Run: ``python -m bench.library``.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import tracemalloc
+from typing import Callable
+
+import pybreaker
+import tenacity
+
+from bench.common import Row, format_table, per_call_seconds
+from exporter.resilience import (CircuitBreaker, KeyedBreakers, ResilienceRegistry, RetryBudget, RetryPolicy,
+                                 resilient)
+
+KEYS = 10_000
+CALLS = 200_000
+RATIO_GOAL = 0.5
+FLAT_GOAL = 1.5  # per-call cost with 10,000 keys against 10 keys
+
+
+def noop() -> None:
+    return None
+
+
+def noop_key(key: str) -> None:
+    return None
+
+
+def _policy() -> RetryPolicy:
+    return RetryPolicy(name="bench", max_attempts=3, registry=ResilienceRegistry(), budget=RetryBudget())
+
+
+def _overhead(fn: Callable[[], object], bare: float, calls: int = CALLS) -> float:
+    return max(0.0, per_call_seconds(fn, calls=calls) - bare)
+
+
+class PybreakerPerKey:
+    """What a pybreaker user writes for one breaker per device: a dict filled on first use."""
+
+    def __init__(self) -> None:
+        self.breakers: dict[str, pybreaker.CircuitBreaker] = {}
+
+    def get(self, key: str) -> pybreaker.CircuitBreaker:
+        breaker = self.breakers.get(key)
+        if breaker is None:
+            breaker = self.breakers[key] = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        return breaker
+
+    def call(self, key: str, fn: Callable[[], object]) -> object:
+        return self.get(key).call(fn)
+
+
+def _decorator_rows() -> list[Row]:
+    bare = per_call_seconds(lambda: noop(), calls=CALLS)
+    ours_breaker = resilient(CircuitBreaker("bench"))(noop)
+    peer_breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)(noop)
+    ours_both = resilient(CircuitBreaker("bench"), _policy())(noop)
+    peer_both = tenacity.retry(stop=tenacity.stop_after_attempt(3))(
+        pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)(noop))
+    b_ours, b_peer = _overhead(ours_breaker, bare), _overhead(peer_breaker, bare)
+    r_ours, r_peer = _overhead(ours_both, bare), _overhead(peer_both, bare, CALLS // 10)
+    return [
+        Row("decorator overhead, breaker (closed, success)", b_ours, b_peer, "s",
+            peer_name="@pybreaker.CircuitBreaker(...)", goal=f"<= {RATIO_GOAL}x",
+            met=b_peer > 0 and b_ours / b_peer <= RATIO_GOAL),
+        Row("decorator overhead, breaker + retry (success)", r_ours, r_peer, "s",
+            peer_name="@tenacity.retry over @pybreaker", goal=f"<= {RATIO_GOAL}x",
+            met=r_peer > 0 and r_ours / r_peer <= RATIO_GOAL),
+    ]
+
+
+def _keyed_call_seconds(n_keys: int) -> tuple[float, float, float]:
+    """(bare, ours, peer) seconds per call cycling over n_keys already-created keys."""
+    names = [f"device-{i:05d}" for i in range(n_keys)]
+    ours = KeyedBreakers("bench", max_keys=max(n_keys, 1))
+    peer = PybreakerPerKey()
+    for name in names:
+        ours.get(name)
+        peer.get(name)
+    cycle = itertools.cycle(names).__next__
+    ours_call, peer_call = ours.call, peer.call
+    bare = per_call_seconds(lambda: noop_key(cycle()), calls=CALLS)
+    return (bare, per_call_seconds(lambda: ours_call(cycle(), noop), calls=CALLS),
+            per_call_seconds(lambda: peer_call(cycle(), noop), calls=CALLS))
+
+
+def _keyed_rows() -> list[Row]:
+    bare10, ours10, _ = _keyed_call_seconds(10)
+    bare, ours, peer = _keyed_call_seconds(KEYS)
+    ours_overhead, peer_overhead = max(0.0, ours - bare), max(0.0, peer - bare)
+    flat = ours_overhead / max(ours10 - bare10, 1e-12)
+
+    names = [f"device-{i:05d}" for i in range(KEYS)]
+    keyed = KeyedBreakers("bench-retry", max_keys=KEYS)
+    devices = PybreakerPerKey()
+    for name in names:
+        keyed.get(name)
+        devices.get(name)
+    ours_read = resilient(keyed, _policy(), key=noop_key_identity)(noop_key)
+    peer_read = tenacity.retry(stop=tenacity.stop_after_attempt(3))(lambda key: devices.call(key, noop))
+    cycle = itertools.cycle(names).__next__
+    retry_ours = _overhead(lambda: ours_read(cycle()), bare)
+    retry_peer = _overhead(lambda: peer_read(cycle()), bare, CALLS // 10)
+    return [
+        Row(f"keyed breaker overhead per call, {KEYS:,} keys", ours_overhead, peer_overhead, "s",
+            peer_name="dict of pybreaker breakers", goal=f"<= {RATIO_GOAL}x",
+            met=peer_overhead > 0 and ours_overhead / peer_overhead <= RATIO_GOAL),
+        Row(f"keyed breaker per-call cost, {KEYS:,} keys / 10 keys", flat, None, "x",
+            goal=f"<= {FLAT_GOAL}x (flat)", met=flat <= FLAT_GOAL),
+        Row(f"keyed breaker + retry decorator, {KEYS:,} keys", retry_ours, retry_peer, "s",
+            peer_name="@tenacity.retry over dict of pybreaker", goal=f"<= {RATIO_GOAL}x",
+            met=retry_peer > 0 and retry_ours / retry_peer <= RATIO_GOAL),
+    ]
+
+
+def noop_key_identity(key: str) -> str:
+    return key
+
+
+def _traced_bytes(build: Callable[[], object]) -> tuple[int, object]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    built = build()
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return after - before, built
+
+
+def _memory_rows() -> list[Row]:
+    names = [f"device-{i:05d}" for i in range(KEYS)]
+
+    def ours() -> KeyedBreakers:
+        keyed = KeyedBreakers("bench-memory", max_keys=KEYS)
+        for name in names:
+            keyed.get(name)
+        return keyed
+
+    def peer() -> PybreakerPerKey:
+        devices = PybreakerPerKey()
+        for name in names:
+            devices.get(name)
+        return devices
+
+    ours_bytes, kept_ours = _traced_bytes(ours)
+    peer_bytes, kept_peer = _traced_bytes(peer)
+    capped_bytes, _ = _traced_bytes(lambda: _fill(KeyedBreakers("bench-cap", max_keys=KEYS), 5 * KEYS))
+    del kept_ours, kept_peer
+    mib = 1024 * 1024
+    return [
+        Row(f"keyed breaker memory, {KEYS:,} keys", ours_bytes / mib, peer_bytes / mib, "MiB",
+            peer_name="dict of pybreaker breakers", goal="<= peer", met=ours_bytes <= peer_bytes),
+        Row(f"keyed breaker memory, {5 * KEYS:,} keys through a {KEYS:,} cap", capped_bytes / mib, None, "MiB",
+            goal=f"<= 1.1x the {KEYS:,}-key figure", met=capped_bytes <= 1.1 * ours_bytes),
+    ]
+
+
+def _fill(keyed: KeyedBreakers, n: int) -> KeyedBreakers:
+    for i in range(n):
+        keyed.get(f"device-{i:06d}")
+    return keyed
+
+
+def rows() -> list[Row]:
+    return [*_decorator_rows(), *_keyed_rows(), *_memory_rows()]
+
+
+if __name__ == "__main__":
+    print(format_table(rows()))

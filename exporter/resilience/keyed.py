@@ -63,7 +63,8 @@ class KeyedBreakers:
     """Thread-safe map key -> CircuitBreaker, bounded by idle time and by a key cap.
 
     ``label`` is the metric label that carries the key: ``circuit_breaker_state{deviceId="d1"}``.
-    Calls made on a key after its eviction land in its new breaker.
+    Calls made on a key after its eviction land in its new breaker; the outcome of a call still
+    running when its key is evicted is not counted in the set's ``calls``.
     """
 
     def __init__(
@@ -114,6 +115,21 @@ class KeyedBreakers:
     def get(self, key: str) -> CircuitBreaker:
         """The breaker of ``key``, created CLOSED on first use; marks the key as used now."""
         now = self._clock()
+        entries = self._entries
+        entry = entries.get(key)  # outside the lock, so an unhashable key cannot leave it held
+        if entry is not None and now < self._next_sweep:
+            lock = self._lock  # bare acquire/release: this is every call's path
+            lock.acquire()
+            if entries.get(key) is entry:  # not evicted since the read above
+                entry.last_used = now
+                entries.move_to_end(key)
+                lock.release()
+                return entry.breaker
+            lock.release()
+        return self._get_slow(key, now)
+
+    def _get_slow(self, key: str, now: float) -> CircuitBreaker:
+        """First use of a key, or a use that is due to sweep idle keys."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:

@@ -74,9 +74,11 @@ def test_use_sweeps_idle_keys_without_an_explicit_call() -> None:
 
 
 def test_the_key_cap_evicts_the_least_recently_used_key_and_counts_it() -> None:
-    keyed = KeyedBreakers("devices", max_keys=3, clock=FakeClock())
+    clock = FakeClock()
+    keyed = KeyedBreakers("devices", max_keys=3, clock=clock)
     for key in ("a", "b", "c"):
         keyed.get(key)
+    clock.advance(1.0)  # uses are ordered to within a second (TOUCH_SECONDS)
     keyed.get("a")  # b is now the least recently used
     keyed.get("d")
     assert sorted(keyed.keys()) == ["a", "c", "d"]
@@ -157,3 +159,14 @@ def test_threads_sharing_a_capped_set_keep_it_bounded_and_consistent() -> None:
     # a call still running when its key is evicted lands in the evicted breaker, after its counts
     # were carried over; so at most, not exactly, every call
     assert 0 < snap.calls["success"] <= 8_000 and snap.evicted["cap"] > 0
+
+
+def test_a_key_in_steady_use_is_never_idle_though_most_uses_take_the_lock_free_path() -> None:
+    clock = FakeClock()
+    keyed = KeyedBreakers("devices", idle_timeout=30.0, clock=clock)
+    keyed.get("other")
+    for _ in range(200):  # 100 s of use every 0.5 s
+        keyed.call("steady", lambda: None)
+        clock.advance(0.5)
+    assert keyed.keys() == ["steady"] and keyed.evicted == {"idle": 1, "cap": 0}
+    assert keyed.snapshot().calls["success"] == 200

@@ -7,16 +7,18 @@ CLOSED, as it would have after ``open_timeout`` anyway (``idle_timeout`` must no
 """
 from __future__ import annotations
 
-import time
+import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 from typing import Any, Awaitable, Callable, TypeVar
 
-from .breaker import CircuitBreaker, CircuitState
+from .breaker import OUTCOMES, CircuitBreaker, CircuitState
 
 T = TypeVar("T")
 EVICTION_REASONS = ("idle", "cap")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # Prometheus' label name syntax; __ is reserved
 # A key's last use is recorded (and its LRU position moved) at most this often, so the hot path
 # takes no lock; idle and LRU eviction are exact to within this much.
 TOUCH_SECONDS = 1.0
@@ -86,7 +88,7 @@ class KeyedBreakers:
         if not idle_timeout >= self.settings.open_timeout:
             raise ValueError(f"keyed breakers {name!r}: idle_timeout must be >= open_timeout "
                              f"({self.settings.open_timeout!r} s), got {idle_timeout!r}")
-        if not (label.isidentifier() and not label.startswith("__")):
+        if not (_LABEL_NAME.fullmatch(label) and not label.startswith("__")):
             raise ValueError(f"keyed breakers {name!r}: label must be a Prometheus label name, got {label!r}")
         self.name = name
         self.label = label
@@ -98,7 +100,7 @@ class KeyedBreakers:
         self._sweep_every = self.idle_timeout / 8
         self._next_sweep = clock() + self._sweep_every
         self._evicted = dict.fromkeys(EVICTION_REASONS, 0)
-        self._evicted_calls = dict.fromkeys(("success", "failure", "rejected", "ignored"), 0)
+        self._evicted_calls = dict.fromkeys(OUTCOMES, 0)
 
     def __repr__(self) -> str:
         return (f"KeyedBreakers({self.name!r}, {self.settings!r}, label={self.label!r}, "

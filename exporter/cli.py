@@ -16,7 +16,7 @@ import typing
 from typing import Sequence
 
 from exporter import __version__, logs
-from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load, read_file
+from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load
 
 log = logging.getLogger("exporter")
 
@@ -80,12 +80,26 @@ def _flag_values(args: argparse.Namespace) -> dict[str, str]:
     return {path: getattr(args, path) for path, _, _ in leaves() if getattr(args, path, None) is not None}
 
 
+def validate(config: Config) -> None:
+    """What serve and agent check before they start, beyond the schema: the web config file it
+    points to and the agent's schedule. ConfigError or ValueError (one line) on the first problem."""
+    if config.web.config_file:
+        from exporter.web.webconfig import load_web_config
+
+        load_web_config(config.web.config_file)
+    if config.agent.command or config.agent.cron:
+        from exporter.device.schedule import build_trigger
+
+        build_trigger(every=float(config.agent.every), jitter=float(config.agent.jitter), cron=config.agent.cron)
+
+
 def check_config(path: str) -> int:
+    """Exactly what serve and agent would accept with this file and the environment; exit 2 if not."""
     try:
-        read_file(path)
-    except ConfigError as exc:
+        validate(load(file=path, environ=os.environ))
+    except ValueError as exc:  # ConfigError included
         print(exc, file=sys.stderr)
-        return 1
+        return 2
     print(f"{path}: OK")
     return 0
 
@@ -96,6 +110,9 @@ def serve(config: Config) -> int:
     exporter = Exporter(config)
     try:
         exporter.start()
+    except ConfigError as exc:  # the web config file
+        print(f"resilience-exporter: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("cannot listen", extra={"fields": {"address": config.web.listen_address, "err": exc}})
         return 1
@@ -171,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags["agent.command"] = command
     try:
         config = load(file=args.config, environ=os.environ, flags=flags)
-    except ConfigError as exc:
+        validate(config)
+    except ValueError as exc:  # ConfigError included
         print(f"resilience-exporter: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log.level, config.log.format)

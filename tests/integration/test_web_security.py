@@ -92,7 +92,7 @@ def test_bad_web_config_names_the_file_and_key(tmp_path: Path, cert: tuple[Path,
     with pytest.raises(ConfigError, match=r"web\.yml: basic_auth_users\.alice: expected a bcrypt hash"):
         load_web_config(bad)
     bad.write_text("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n")
-    with pytest.raises(ConfigError, match=r"web\.yml: tls_server_config: cannot load certificate"):
+    with pytest.raises(ConfigError, match=r"web\.yml: tls_server_config\.cert_file: expected a readable file"):
         load_web_config(bad)
     bad.write_text("tls_server_config:\n  certfile: x\n")
     with pytest.raises(ConfigError, match=r"tls_server_config\.certfile: unknown key \(did you mean 'cert_file'\?\)"):

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from exporter.metrics import Exposition
 from exporter import __version__
 from exporter.web import humanize
+from exporter.web.coalesce import Coalescer
 from exporter.web.limits import ConnectionTable, somaxconn
 from exporter.web.webconfig import WebSecurity
 
@@ -76,6 +77,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.refresh = refresh
         self.limits = limits
         self.connections = ConnectionTable(limits.max_connections)
+        self.renders: Coalescer[tuple[str | None, str | None], tuple[bytes, dict[str, str]]] = Coalescer()
         self.requests = threading.BoundedSemaphore(limits.max_requests) if limits.max_requests > 0 else None
         self.request_queue_size = somaxconn()
         self._accept_backoff = 0.0
@@ -181,8 +183,10 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if path == self.server.telemetry_path:
-            body, headers = self.server.exposition.response(
-                self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
+            accept, encoding = self.headers.get("Accept"), self.headers.get("Accept-Encoding")
+            body, shared = self.server.renders.call(
+                (accept, encoding), lambda: self.server.exposition.response(accept, encoding))
+            headers = dict(shared)  # shared with the other requests of this render
             self._send(HTTPStatus.OK, body, headers.pop("Content-Type"), headers)
         elif path == "/readyz":
             ready = self.server.ready()

@@ -158,12 +158,37 @@ def agent(config: Config, *, once: bool) -> int:
                   TextfileCollector(lambda: side.writers)]
     side.attach_textfile(lambda: render_text(collectors), agent_textfile_name(config.agent.name), periodic=False)
     if once:
-        return side.run_once()
+        return _run_once(side)
     side.start()
     _wait_for_signal()
     side.stop()
     log.info("stopped")
     return 0
+
+
+def _run_once(side: typing.Any) -> int:
+    """`agent run-once`: SIGTERM/SIGINT are forwarded to the agent's process group (SIGKILL after
+    agent.kill_grace), and we exit 128+signal with one line saying so, never leaving the group."""
+    received: list[signal.Signals] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum)
+        if not received:
+            received.append(sig)
+        side.runner.cancel(sig)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = side.run_once()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        sig = received[0]
+        print(f"resilience-exporter: agent run-once: received {sig.name}; stopped the agent's process group "
+              f"(SIGKILL after {float(side.config.agent.kill_grace):g}s if it did not exit)", file=sys.stderr)
+        return 128 + sig
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

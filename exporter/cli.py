@@ -117,13 +117,14 @@ def serve(config: Config) -> int:
         log.error("cannot listen", extra={"fields": {"address": config.web.listen_address, "err": exc}})
         return 1
 
-    _wait_for_signal()
+    failure = _wait_for_signal(exporter.device.failure)
     exporter.stop()
-    return 0
+    return 1 if failure else 0
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT, logging which one arrived."""
+def _wait_for_signal(failure: typing.Callable[[], str | None] = lambda: None) -> str | None:
+    """Block until SIGTERM or SIGINT (logged), or until `failure()` names a part that stopped on its
+    own: then log it as an error and return it, so the process exits instead of idling silently."""
     received = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -133,7 +134,17 @@ def _wait_for_signal() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     while not received.wait(1.0):
-        pass
+        problem = failure()
+        if problem:
+            log.error("stopping: a part stopped on its own", extra={"fields": {"problem": problem}})
+            return problem
+    return None
+
+
+def _log_thread_failure(args: threading.ExceptHookArgs) -> None:
+    """One log line instead of a traceback on stderr when a background thread dies."""
+    log.error("thread stopped by an error", extra={"fields": {
+        "thread": args.thread.name if args.thread else "?", "err": f"{args.exc_type.__name__}: {args.exc_value}"}})
 
 
 def agent(config: Config, *, once: bool) -> int:
@@ -160,10 +171,10 @@ def agent(config: Config, *, once: bool) -> int:
     if once:
         return _run_once(side)
     side.start()
-    _wait_for_signal()
+    failure = _wait_for_signal(side.failure)
     side.stop()
     log.info("stopped")
-    return 0
+    return 1 if failure else 0
 
 
 def _run_once(side: typing.Any) -> int:
@@ -218,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"resilience-exporter: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log.level, config.log.format)
+    threading.excepthook = _log_thread_failure
     if args.command == "agent":
         return agent(config, once=args.mode == "run-once")
     return serve(config)

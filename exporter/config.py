@@ -19,6 +19,7 @@ from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
 import yaml
 
 from exporter.device.failures import FLEET_EXIT_CODES, FailureTypes
+from exporter.printable import printable
 
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
 DEFAULT_PORT = 10099
@@ -32,7 +33,7 @@ class ConfigError(ValueError):
     def __init__(self, origin: str, path: str, problem: str) -> None:
         self.origin, self.path, self.problem = origin, path, problem
         where = f"{origin}: {path}" if path else origin
-        super().__init__(f"{where}: {problem}")
+        super().__init__(printable(f"{where}: {problem}"))  # one line, whatever the key or value holds
 
 
 class Duration(float):
@@ -529,13 +530,15 @@ def load(*, file: str | Path | None = None, environ: Mapping[str, str] | None = 
     """
     merged: dict[str, Any] = read_file(file) if file else {}
     environ = environ or {}
-    by_path = {path: tp for path, tp, _ in leaves()}
+    by_path = {path: (tp, f) for path, tp, f in leaves()}
     for layer_name, values in (("env", {p: environ[env_name(p)] for p in by_path if env_name(p) in environ}),
                                ("flag", dict(flags or {}))):
         layer: dict[str, Any] = {}
         for path, text in values.items():
             origin = f"env {env_name(path)}" if layer_name == "env" else f"flag {flag_name(path)}"
-            value = _coerce(text, by_path[path], origin, "", from_text=True)
+            tp, f = by_path[path]
+            value = _coerce(text, tp, origin, "", from_text=True)
+            _check_bounds(value, f, origin, "")
             _set(layer, path, value)
         merged = _merge(merged, layer)
     return _build(Config, merged, "config", "")

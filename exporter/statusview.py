@@ -12,6 +12,7 @@ from typing import Any, Callable, TextIO
 
 import requests
 
+from exporter.printable import printable
 from exporter.web import humanize
 
 
@@ -19,14 +20,6 @@ def fetch(url: str, *, verify: bool | str = True, timeout: float = 10.0) -> dict
     response = requests.get(url.rstrip("/") + "/api/state", timeout=timeout, verify=verify)
     response.raise_for_status()
     return response.json()
-
-
-def printable(text: str) -> str:
-    """`text` with control and other non-printable characters escaped (`\\x1b`, `\\n`): names come
-    from the API and a container name must not drive the terminal (escape sequences)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

@@ -108,7 +108,8 @@ class WebConfig:
         "Open connections at most; at the cap the longest-waiting idle one is closed (lowered to fit the open-file limit).",
         ge=1))
     max_requests: int = field(default=40, metadata=_doc(
-        "Requests answered at once (503 above it, like node_exporter's --web.max-requests); 0: no cap.", ge=0))
+        "Requests answered at once (like node_exporter's --web.max-requests); more wait up to 1 s, then get 503; "
+        "0: no cap.", ge=0))
     read_header_timeout: Duration = field(default=Duration(10), metadata=_doc(
         "Time a client has to send each part of its request headers (and the TLS handshake).", gt=0))
     idle_timeout: Duration = field(default=Duration(60), metadata=_doc(

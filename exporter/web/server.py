@@ -8,6 +8,8 @@ but /healthz asks for basic auth.
 Hardened as a production server is (limits.py): header and idle timeouts, a cap on open
 connections that closes the longest-waiting one, a cap on concurrent requests (node_exporter's
 --web.max-requests), a backlog of `somaxconn`, and an accept loop that backs off on EMFILE.
+Connection threads are reused (workers.py) and identical concurrent scrapes share one render
+(coalesce.py), so a burst of new connections is not serialised behind thread starts.
 cheroot, the well-kept candidate, was measured and lost on two counts (docs/BENCHMARKS.md): its
 accept loop dies on EMFILE and does TLS handshakes inline, so one silent client stalls it.
 """
@@ -32,6 +34,7 @@ from exporter.web import humanize
 from exporter.web.coalesce import Coalescer
 from exporter.web.limits import ConnectionTable, somaxconn
 from exporter.web.webconfig import WebSecurity
+from exporter.web.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 Events = Callable[..., list[dict[str, Any]]]
@@ -54,6 +57,7 @@ class HTTPLimits:
     max_requests: int = 40          # concurrent requests but /healthz; 0: no cap
     read_header_timeout: float = 10.0
     idle_timeout: float = 60.0
+    request_queue_timeout: float = 1.0  # wait for a free request slot before answering 503
 
 
 _ACCEPT_FAILURES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -77,6 +81,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.refresh = refresh
         self.limits = limits
         self.connections = ConnectionTable(limits.max_connections)
+        self.workers = WorkerPool(idle_seconds=limits.idle_timeout)
         self.renders: Coalescer[tuple[str | None, str | None], tuple[bytes, dict[str, str]]] = Coalescer()
         self.requests = threading.BoundedSemaphore(limits.max_requests) if limits.max_requests > 0 else None
         self.request_queue_size = somaxconn()
@@ -106,7 +111,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         if not self.connections.admit(request):  # every connection is busy being answered
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        self.workers.submit(lambda: self.process_request_thread(request, client_address))
 
     def shutdown_request(self, request: Any) -> None:
         self.connections.remove(request)
@@ -160,7 +165,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
             return
         requests = self.server.requests
-        if requests is not None and not requests.acquire(blocking=False):
+        # A short wait before refusing: a burst just over the cap queues instead of failing.
+        if requests is not None and not requests.acquire(timeout=self.server.limits.request_queue_timeout):
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"limit of concurrent requests reached ({self.server.limits.max_requests}), "
                        "try again later\n".encode(), "text/plain; charset=utf-8", {"Retry-After": "1"})
             return

@@ -161,3 +161,39 @@ def test_a_scheduler_whose_thread_dies_reports_it() -> None:
         threading.excepthook = hook
         scheduler.stop()
     assert "the agent would never run again" in problem
+
+
+def test_worker_threads_are_reused_and_a_new_one_starts_only_when_none_is_idle() -> None:
+    from exporter.web.workers import WorkerPool
+
+    pool = WorkerPool(idle_seconds=5)
+    done = threading.Semaphore(0)
+    names: list[str] = []
+
+    def job() -> None:
+        names.append(threading.current_thread().name)
+        done.release()
+
+    for _ in range(5):  # one after the other: the first thread serves them all
+        pool.submit(job)
+        assert done.acquire(timeout=5)
+        wait_until(lambda: pool.idle == 1, timeout=5, message="the worker to be idle again")
+    assert pool.started_total == 1 and len(set(names)) == 1
+    gate = threading.Event()
+    for _ in range(3):  # three at once: two more threads
+        pool.submit(lambda: (gate.wait(5), done.release()))
+    wait_until(lambda: pool.started_total == 3, timeout=5, message="two more workers")
+    gate.set()
+    for _ in range(3):
+        assert done.acquire(timeout=5)
+
+
+def test_an_idle_worker_exits_after_its_idle_time() -> None:
+    from exporter.web.workers import WorkerPool
+
+    pool = WorkerPool(idle_seconds=0.05, name="idle-test")
+    ran = threading.Event()
+    pool.submit(ran.set)
+    assert ran.wait(5)
+    wait_until(lambda: pool.idle == 0 and not any(t.name == "idle-test-1" for t in threading.enumerate()), timeout=5,
+               message="the idle worker to exit")

@@ -12,7 +12,9 @@ on a private dockerd), soak (~1.5 min: 10k container churn without leaks, 100k-e
 loss, 60 s of hypothesis fuzzing; `python -m bench.soak --seconds 600` fuzzes longer),
 dockerd_kill (root, ~2-3 min: dockerd SIGKILLed and restarted 20 times in a crash storm, counters
 equal the engine's), kube_storm (5 min: watch drops and 410 Gone every few seconds under pod
-churn, 0 stale pods).
+churn, 0 stale pods), http_attack (~4 min: issue 16's attacks on the HTTP server, ours vs the
+server before the hardening vs cheroot: idle-connection flood under ulimit -n 1024, 50
+new-connection scrapers, a silent TLS client; scrape latency and RSS).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 from bench.common import format_table
 
 SUITES = ("resilience", "library", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
-          "footprint", "soak", "dockerd_kill", "kube_storm")
+          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom")
 
 
 def main() -> int:

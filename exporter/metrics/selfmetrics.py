@@ -5,7 +5,7 @@ import platform
 from typing import Iterable
 
 from exporter import __version__
-from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, render
+from exporter.metrics.family import COUNTER, GAUGE, TRUNCATIONS, Family, Sample, render
 from exporter.state import SourceStatus, StateStore
 
 
@@ -43,6 +43,10 @@ SOURCE_FAMILIES: tuple[Family[SourceStatus], ...] = (
            lambda s: [((s.name,), s.dropped)]),
 )
 
+LABELS_TRUNCATED: Family[int] = Family(
+    "resilience_exporter_label_values_truncated_total", COUNTER,
+    "Label values cut to 512 characters when a changed object's series were rendered.", (), lambda n: [((), n)])
+
 TRACKED: Family[int] = Family(
     "resilience_exporter_tracked_containers", GAUGE,
     "Containers currently tracked in the state store.", (), lambda n: [((), n)])
@@ -56,7 +60,7 @@ class SelfCollector:
         self._build = render(BUILD_INFO, None, "")
 
     def families(self) -> tuple[Family, ...]:
-        return (BUILD_INFO, *SOURCE_FAMILIES, TRACKED)
+        return (BUILD_INFO, *SOURCE_FAMILIES, TRACKED, LABELS_TRUNCATED)
 
     def collect(self) -> Iterable[tuple[Family, str]]:
         yield BUILD_INFO, self._build
@@ -64,3 +68,4 @@ class SelfCollector:
         for family in SOURCE_FAMILIES:
             yield family, "".join(render(family, s, "") for s in sources)
         yield TRACKED, render(TRACKED, len(self._store), "")
+        yield LABELS_TRUNCATED, render(LABELS_TRUNCATED, TRUNCATIONS.total, "")

@@ -50,15 +50,3 @@ def test_prometheus_example_passes_promtool() -> None:
     result = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_service_monitor_selects_the_service_port() -> None:
-    service = yaml.safe_load((DEPLOY / "kubernetes" / "monitoring" / "service.yaml").read_text())
-    monitor = yaml.safe_load((DEPLOY / "kubernetes" / "monitoring" / "servicemonitor.yaml").read_text())
-    kubernetes_validate.validate(service, "1.33", strict=True)
-    assert monitor["kind"] == "ServiceMonitor" and monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
-    deployment = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text())
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= pod_labels.items()

@@ -3,6 +3,7 @@ manifests valid against the Kubernetes schema, runs exactly one workload, least 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 
 from exporter.config import flag_name, leaves
 from tests.conftest import require_binary
+from tests.readme import shell_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -173,3 +175,26 @@ def test_the_prometheus_rule_spec_passes_promtool(rendered: dict[str, list[dict[
     rules.write_text(yaml.safe_dump({"groups": only(rendered["cluster"], "PrometheusRule")["spec"]["groups"]}))
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_kubernetes_blocks_render_one_workload_per_apply(tmp_path: Path) -> None:
+    """README "Kubernetes" as written, in a copy of deploy/, with `kubectl kustomize` standing in
+    for `kubectl apply -k` (there is no cluster here): each apply is one workload."""
+    shutil.copytree(KUBE, tmp_path / "deploy" / "kubernetes")
+    shim = tmp_path / "bin" / "kubectl"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\n[ "$1 $2" = "apply -k" ] || exit 64\n'
+                    f'exec {require_binary("kubectl")} kustomize "$3" > "$RENDERED/$(basename "$3").yaml"\n')
+    shim.chmod(0o755)
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "RENDERED": str(rendered)}
+    for block in shell_blocks("Kubernetes"):
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    applied = {path.stem: [d for d in yaml.safe_load_all(path.read_text()) if d] for path in rendered.iterdir()}
+    assert sorted(applied) == ["cluster", "my-exporter", "node"]
+    for docs in applied.values():
+        assert len([d for d in docs if d["kind"] in WORKLOAD_KINDS]) == 1
+    assert {d["metadata"]["namespace"] for d in applied["my-exporter"]} == {"shop"}

@@ -38,11 +38,12 @@ def test_compose_sidecar_config_validates_and_shares_the_textfile_volume() -> No
     assert cli.check_config(str(DEPLOY / "compose" / "config.yaml")) == 0
     compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())
     exporter, node = compose["services"]["resilience-exporter"], compose["services"]["node-exporter"]
-    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in exporter["volumes"]
+    assert "${DOCKER_SOCKET:-/var/run/docker.sock}:/var/run/docker.sock:ro" in exporter["volumes"]
     textfile_dir = load(file=DEPLOY / "compose" / "config.yaml").textfile.directory
     assert f"textfile:{textfile_dir}" in exporter["volumes"]
     assert f"--collector.textfile.directory={textfile_dir}" in node["command"]
     assert exporter["user"] == "10001:10001"
+    assert textfile_dir == "/var/lib/prometheus/node-exporter"  # Debian's, as in the image and the units
 
 
 def test_prometheus_example_passes_promtool() -> None:

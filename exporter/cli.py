@@ -44,7 +44,8 @@ class VersionAction(argparse.Action):
     """--version: the revision is looked up only when asked (a checkout asks git)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: typing.Any) -> None:
-        parser.exit(message=f"resilience-exporter {__version__} (revision {build_revision()})\n")
+        print(f"resilience-exporter {__version__} (revision {build_revision()})")  # stdout, like argparse's
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import threading
 import typing
 from typing import Sequence
 
-from exporter import __version__, logs
+from exporter import __version__, build_revision, logs
 from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load
 
 log = logging.getLogger("exporter")
@@ -40,11 +40,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag_name(path), *FLAG_ALIASES.get(path, ()), **kwargs)
 
 
+class VersionAction(argparse.Action):
+    """--version: the revision is looked up only when asked (a checkout asks git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: typing.Any) -> None:
+        print(f"resilience-exporter {__version__} (revision {build_revision()})")  # stdout, like argparse's
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resilience-exporter",
         description="Failure states, retries and circuit breakers of Docker and Kubernetes workloads, for Prometheus.")
-    parser.add_argument("--version", action="version", version=f"resilience-exporter {__version__}")
+    parser.add_argument("--version", action=VersionAction, nargs=0, help="Show the version and build revision, then exit.")
     _add_config_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="Run the exporter (the default).")

@@ -123,7 +123,8 @@ def agent(config: Config, *, once: bool) -> int:
     """The agent alone: its families (and its breaker's) go to its own textfile, no HTTP server."""
     from exporter.device.components import DeviceSide, agent_textfile_name
     from exporter.metrics import ResilienceCollector
-    from exporter.metrics.device import AgentCollector, TextfileCollector, render_text
+    from exporter.metrics.device import AgentCollector, TextfileCollector
+    from exporter.metrics.textfile import collisions, render_textfile
     from exporter.resilience import ResilienceRegistry
 
     if not config.agent.command:
@@ -139,7 +140,8 @@ def agent(config: Config, *, once: bool) -> int:
     assert side.agent_status is not None
     collectors = [AgentCollector(side.agent_status), ResilienceCollector(registry),
                   TextfileCollector(lambda: side.writers)]
-    side.attach_textfile(lambda: render_text(collectors), agent_textfile_name(config.agent.name), periodic=False)
+    side.attach_textfile(lambda writer: render_textfile(collectors, writer), agent_textfile_name(config.agent.name),
+                        periodic=False, check=collisions)
     if once:
         return side.run_once()
     side.start()

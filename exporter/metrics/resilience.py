@@ -55,7 +55,7 @@ RETRY_FAMILY: Family[tuple[str, dict[str, int]]] = Family(
     ("name", "kind"), _retry_kinds)
 
 ERRORS_FAMILY: Family[tuple[tuple[str, str], int]] = Family(
-    "errors_total", COUNTER, "Failed attempts by policy or breaker name and error code.",
+    "resilience_errors_total", COUNTER, "Failed attempts by policy or breaker name and error code.",
     ("name", "code"), lambda item: [(item[0], item[1])])
 
 BUDGET_FAMILY: Family[int] = Family(

@@ -116,7 +116,7 @@ def test_breaker_and_retry_families_exist_from_the_start() -> None:
     _, exposition, registry = make()
     text = scrape(exposition)
     for name in ("circuit_breaker_state", "circuit_breaker_transitions_total", "circuit_breaker_calls_total",
-                 "retry_calls_total", "retry_budget_exhausted_total", "errors_total",
+                 "retry_calls_total", "retry_budget_exhausted_total", "resilience_errors_total",
                  "resilience_exporter_build_info", "resilience_exporter_source_up",
                  "resilience_exporter_events_total", "resilience_exporter_scrape_duration_seconds"):
         assert f"# TYPE {name} " in text, name

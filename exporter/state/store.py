@@ -52,6 +52,7 @@ class SourceStatus:
     synced: bool = False
     events: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    errors: int = 0  # sessions (list + watch) that ended in an error
 
 
 class StateStore:
@@ -192,9 +193,15 @@ class StateStore:
         with self._lock:
             self._sources.setdefault(name, SourceStatus(name)).dropped += 1
 
+    def count_source_error(self, name: str) -> None:
+        """A list or watch session of the source ended in an error (the source backs off and resumes)."""
+        with self._lock:
+            self._sources.setdefault(name, SourceStatus(name)).errors += 1
+
     def sources(self) -> list[SourceStatus]:
         with self._lock:
-            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped) for s in self._sources.values()]
+            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped, s.errors)
+                    for s in self._sources.values()]
 
     def ready(self) -> bool:
         """Ready once every registered source has finished its initial sync."""

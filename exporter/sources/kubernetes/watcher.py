@@ -117,8 +117,12 @@ class KubernetesWatcher:
             self._session(api[0], scope)
 
         run_sessions(session, stop=self._stop, backoff=self.backoff, connected=lambda: scope.up,
-                     down=lambda problem, delay: self._set_up(scope, False, problem, retry_in=round(delay, 2)))
+                     down=lambda problem, delay: self._down(scope, problem, delay))
         self._set_up(scope, False, "stopped")
+
+    def _down(self, scope: Scope, problem: str, delay: float) -> None:
+        self.store.count_source_error(SOURCE)
+        self._set_up(scope, False, problem, retry_in=round(delay, 2))
 
     def _set_up(self, scope: Scope, up: bool, problem: str = "", **fields: object) -> None:
         changed, scope.up = up != scope.up, up

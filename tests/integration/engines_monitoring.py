@@ -173,6 +173,22 @@ class StaticMetrics:
         self.server.server_close()
 
 
+class BlackboxExporter(_Process):
+    """blackbox_exporter with one module, `http_2xx`; Prometheus scrapes /probe?module=http_2xx&target=..."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        (root / "blackbox.yml").write_text(yaml.safe_dump(
+            {"modules": {"http_2xx": {"prober": "http", "timeout": "2s", "http": {"preferred_ip_protocol": "ip4"}}}}))
+        super().__init__([require_binary("prometheus-blackbox-exporter"), f"--config.file={root / 'blackbox.yml'}",
+                          f"--web.listen-address={self.address}"], f"http://{self.address}/metrics", root, "blackbox")
+
+    def scrape_config(self, target: str) -> dict[str, Any]:
+        """Extra scrape settings of a Prometheus job probing `target` through this exporter."""
+        return {"metrics_path": "/probe", "params": {"module": ["http_2xx"], "target": [target]}}
+
+
 @dataclass
 class SlackMessage:
     received: float  # time.time()

@@ -145,6 +145,10 @@ def test_pod_deleted_during_a_disconnect_disappears_and_source_up_tells_the_trut
     api.drop()
     wait_until(lambda: not harness.up(), message="source down while the API server refuses")
     assert 'resilience_exporter_source_up{source="kubernetes"} 0' in harness.metrics()
+    # each refused list/watch session is one error (ResilienceSourceErrors)
+    before = harness.store.sources()[0].errors
+    wait_until(lambda: harness.store.sources()[0].errors >= before + 2, message="each refused session counted")
+    assert 'resilience_exporter_source_errors_total{source="kubernetes"} ' in harness.metrics()
     api.delete("shop", "web-7d4b9c8f6d-gone1")
     api.modify(load_pod("crash-loop-backoff"))
     api.refusing = 0

@@ -37,7 +37,8 @@ class Exporter:
         self.device = DeviceSide(config, self.registry)
         collectors = [
             SelfCollector(self.store),
-            ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist),
+            ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist,
+                               pod_label_allowlist=config.kubernetes.label_allowlist),
             ResilienceCollector(self.registry),
             *device_collectors(self.device),
         ]

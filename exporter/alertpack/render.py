@@ -118,10 +118,25 @@ def _environment(config: PackConfig) -> jinja2.Environment:
         """`expr` (with `%s` where the selector goes) for series from /metrics or from our textfiles."""
         return f"({expr % sel['exporter']} or {expr % sel['textfile']})"
 
+    def with_image(expr: str) -> str:
+        """`expr` over container families (`SEL` where the selector goes) with `image` joined in.
+
+        `image` is only on workload_container_info (kube-state-metrics' shape); the pull guard's
+        desired images (`container=""`) carry it themselves and pass as they are.
+        """
+        containers, images = sel["exporter"] + ',container!=""', sel["exporter"] + ',container=""'
+        expr = " ".join(expr.split())  # one line: the template may wrap it
+        return (f"({expr.replace('SEL', containers)})\n"
+                f"  * on (job, instance, source, host, namespace, pod, container) group_left (image)\n"
+                f"  workload_container_info{{{containers}}}\n"
+                f"or\n({expr.replace('SEL', images)})")
+
+    env.filters["indent_expr"] = lambda text, n: text.replace("\n", "\n" + " " * n)
     env.filters["q"] = json.dumps  # a YAML double-quoted scalar, whatever the URL holds
     env.globals.update(
-        test_labels=config.test_labels, sel=sel, absent_labels=absent_labels(sel["exporter"]), ours=ours, runbook=config.runbook, dashboard_url=config.dashboard_url.rstrip("/"),
-        textfile_names=config.textfile_names,
+        sel=sel, ours=ours, with_image=with_image, runbook=config.runbook,
+        dashboard_url=config.dashboard_url.rstrip("/"), textfile_names=config.textfile_names,
+        test_labels=config.test_labels, absent_labels=absent_labels(sel["exporter"]),
         series={k: _series_labels(v) for k, v in config.test_labels.items()},
         exp={k: _exp_labels(v) for k, v in config.test_labels.items()})
     return env

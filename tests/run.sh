@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-node-exporter docker-registry chromium openssl debootstrap)
-BINARIES=(dockerd busybox promtool prometheus prometheus-alertmanager amtool prometheus-node-exporter docker-registry chromium openssl debootstrap)
+PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter docker-registry chromium openssl debootstrap)
+BINARIES=(dockerd busybox promtool prometheus prometheus-alertmanager amtool prometheus-node-exporter prometheus-blackbox-exporter docker-registry chromium openssl debootstrap)
 
 missing() {
   local out=()

@@ -119,17 +119,21 @@ def _environment(config: PackConfig) -> jinja2.Environment:
         return f"({expr % sel['exporter']} or {expr % sel['textfile']})"
 
     def with_image(expr: str) -> str:
-        """`expr` over container families (`SEL` where the selector goes) with `image` joined in.
+        """`expr` over container families (`SEL` where the selector goes) with `image` joined in,
+        for series from /metrics or from our textfiles.
 
         `image` is only on workload_container_info (kube-state-metrics' shape); the pull guard's
         desired images (`container=""`) carry it themselves and pass as they are.
         """
-        containers, images = sel["exporter"] + ',container!=""', sel["exporter"] + ',container=""'
         expr = " ".join(expr.split())  # one line: the template may wrap it
-        return (f"({expr.replace('SEL', containers)})\n"
-                f"  * on (job, instance, source, host, namespace, pod, container) group_left (image)\n"
-                f"  workload_container_info{{{containers}}}\n"
-                f"or\n({expr.replace('SEL', images)})")
+        parts = []
+        for selector in (sel["exporter"], sel["textfile"]):
+            containers, images = selector + ',container!=""', selector + ',container=""'
+            parts.append(f"({expr.replace('SEL', containers)})\n"
+                         f"  * on (job, instance, source, host, namespace, pod, container) group_left (image)\n"
+                         f"  workload_container_info{{{containers}}}\n"
+                         f"or\n({expr.replace('SEL', images)})")
+        return "\nor\n".join(parts)
 
     env.filters["indent_expr"] = lambda text, n: text.replace("\n", "\n" + " " * n)
     env.filters["q"] = json.dumps  # a YAML double-quoted scalar, whatever the URL holds

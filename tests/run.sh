@@ -4,19 +4,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io busybox-static prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter docker-registry chromium openssl debootstrap)
-BINARIES=(dockerd busybox promtool prometheus prometheus-alertmanager amtool prometheus-node-exporter prometheus-blackbox-exporter docker-registry chromium openssl debootstrap)
+# binary -> the Debian package that ships it (kubectl may already come from another package)
+declare -A ENGINES=(
+  [dockerd]=docker.io [busybox]=busybox-static [promtool]=prometheus [prometheus]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager [amtool]=prometheus-alertmanager
+  [prometheus-node-exporter]=prometheus-node-exporter [docker-registry]=docker-registry
+  [chromium]=chromium [openssl]=openssl [debootstrap]=debootstrap
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter [podman]=podman
+  [victoria-metrics]=victoria-metrics [vmagent]=victoria-metrics [vmalert]=victoria-metrics
+  [qemu-aarch64-static]=qemu-user-static [kubectl]=kubernetes-client
+  [systemd-analyze]=systemd
+)
 
 missing() {
   local out=()
-  for b in "${BINARIES[@]}"; do command -v "$b" >/dev/null 2>&1 || out+=("$b"); done
+  for b in "${!ENGINES[@]}"; do command -v "$b" >/dev/null 2>&1 || out+=("$b"); done
   echo "${out[*]:-}"
 }
 
+missing_packages() {
+  local b pkgs=()
+  for b in $(missing); do pkgs+=("${ENGINES[$b]}"); done
+  printf '%s\n' "${pkgs[@]}" | sort -u | tr '\n' ' '
+}
+
 if [ -n "$(missing)" ] && [ "$(id -u)" = 0 ]; then
-  echo "tests/run.sh: installing test engines: ${PACKAGES[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+  pkgs=$(missing_packages)
+  echo "tests/run.sh: installing test engines: $pkgs" >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $pkgs >/dev/null
 fi
 if [ -n "$(missing)" ]; then
   if [ "${CI:-}" = "true" ]; then

@@ -20,6 +20,7 @@ from exporter.metrics.family import escape
 WRITER_LABEL = "writer"
 
 _SAMPLE_START = re.compile(rb"^([a-zA-Z_:][a-zA-Z0-9_:]*)([{ ])", re.M)
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def with_label(text: bytes, name: str, value: str) -> bytes:
@@ -48,20 +49,58 @@ def _series(text: str) -> Iterable[tuple[str, str, frozenset[tuple[str, str]]]]:
             yield sample.name, family.type, frozenset(sample.labels.items())
 
 
+def _only(content: str, names: set[str]) -> str:
+    """The lines of `content` about `names` (samples, HELP, TYPE): parsing a neighbour's whole file
+    with the reference parser costs ~0.1 ms a line, and almost none of its lines are ours."""
+    kept = []
+    for line in content.splitlines():
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE") and parts[2] in names:
+                kept.append(line)
+            continue
+        m = _NAME.match(line)
+        if m and m.group(0) in names:
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def _names(content: str) -> set[str]:
+    """Metric names of `content`'s samples, and its HELP/TYPE names."""
+    names = set()
+    for line in content.splitlines():
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                names.add(parts[2])
+        elif m := _NAME.match(line):
+            names.add(m.group(0))
+    return names
+
+
 def collisions(ours: bytes, others: Mapping[str, bytes]) -> list[str]:
     """What in `others` (file name -> content) node_exporter would reject beside `ours`.
 
     One line per other file: the first duplicate series or family typed differently, and how
-    many there are. Files that do not parse are skipped: node_exporter reports those itself.
+    many there are. Only lines whose names both files use are parsed, so the usual neighbour
+    (no name in common) costs a scan. Files that do not parse are skipped: node_exporter
+    reports those itself.
     """
-    mine = {(name, labels): kind for name, kind, labels in _series(ours.decode())}
-    my_types = {name: kind for (name, _), kind in mine.items()}
+    text = ours.decode()
+    names = _names(text)
+    names |= {n[:-6] for n in names if n.endswith("_total")}  # a counter family's TYPE/HELP name
     found = []
     for filename, content in sorted(others.items()):
         try:
-            theirs = list(_series(content.decode()))
+            theirs = list(_series(_only(content.decode(), names)))
         except (ValueError, UnicodeDecodeError):
             continue
+        if not theirs:
+            continue
+        shared = {name for name, _, _ in theirs}
+        shared |= {n[:-6] for n in shared if n.endswith("_total")}
+        mine = {(name, labels): kind for name, kind, labels in _series(_only(text, shared))}
+        my_types = {name: kind for (name, _), kind in mine.items()}
         problems = []
         for name, kind, labels in theirs:
             if (name, labels) in mine:

@@ -41,6 +41,9 @@ SOURCE_FAMILIES: tuple[Family[SourceStatus], ...] = (
     Family("resilience_exporter_containers_dropped_total", COUNTER,
            "Containers not tracked because the source's max_containers cap was reached.", ("source",),
            lambda s: [((s.name,), s.dropped)]),
+    Family("resilience_exporter_source_errors_total", COUNTER,
+           "List or watch sessions of the source that ended in an error; the source backs off and resumes.",
+           ("source",), lambda s: [((s.name,), s.errors)]),
 )
 
 LABELS_TRUNCATED: Family[int] = Family(

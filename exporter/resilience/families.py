@@ -113,7 +113,7 @@ FAMILIES: tuple[FamilySpec, ...] = (
                "Keys dropped from a keyed breaker set, by reason (idle, cap).", _evictions),
     FamilySpec("retry_calls_total", COUNTER,
                "Calls through a retry policy by kind (resilience4j's four kinds).", _retries),
-    FamilySpec("errors_total", COUNTER, "Failed attempts by policy or breaker name and error code.", _errors),
+    FamilySpec("resilience_errors_total", COUNTER, "Failed attempts by policy or breaker name and error code.", _errors),
     FamilySpec("retry_budget_exhausted_total", COUNTER,
                "Retries refused because the process-wide retry budget was spent.",
                lambda v: [((), v.budget_exhausted)]),

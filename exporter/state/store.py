@@ -54,6 +54,7 @@ class SourceStatus:
     dropped: int = 0
     engine: str = ""          # what the source talks to: docker, podman, kubernetes
     engine_version: str = ""
+    errors: int = 0  # sessions (list + watch) that ended in an error
 
 
 class StateStore:
@@ -197,9 +198,15 @@ class StateStore:
         with self._lock:
             self._sources.setdefault(name, SourceStatus(name)).dropped += 1
 
+    def count_source_error(self, name: str) -> None:
+        """A list or watch session of the source ended in an error (the source backs off and resumes)."""
+        with self._lock:
+            self._sources.setdefault(name, SourceStatus(name)).errors += 1
+
     def sources(self) -> list[SourceStatus]:
         with self._lock:
-            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped, s.engine, s.engine_version)
+            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped, s.engine, s.engine_version,
+                                 s.errors)
                     for s in self._sources.values()]
 
     def ready(self) -> bool:

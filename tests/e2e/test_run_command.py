@@ -36,7 +36,7 @@ def test_readme_run_command_starts_with_no_config_and_serves_metrics(tmp_path: P
                           timeout=120, message="the exporter to serve /metrics on :10099")
         assert 'resilience_exporter_build_info{version="0.1.0"' in text
         for family in ("circuit_breaker_state", "circuit_breaker_transitions_total", "circuit_breaker_calls_total",
-                       "retry_calls_total", "retry_budget_exhausted_total", "errors_total"):
+                       "retry_calls_total", "retry_budget_exhausted_total", "resilience_errors_total"):
             assert f"# TYPE {family} " in text
         assert proc.poll() is None
         log.seek(0)

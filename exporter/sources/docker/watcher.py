@@ -95,8 +95,12 @@ class DockerWatcher:
 
     def _run(self) -> None:
         run_sessions(self._session, stop=self._stop, backoff=self.backoff, connected=lambda: bool(self._up),
-                     down=lambda problem, delay: self._set_up(False, problem, retry_in=round(delay, 2)))
+                     down=lambda problem, delay: self._down(problem, delay))
         self._set_up(False, "stopped")
+
+    def _down(self, problem: str, delay: float) -> None:
+        self.store.count_source_error(SOURCE)
+        self._set_up(False, problem, retry_in=round(delay, 2))
 
     def _set_up(self, up: bool, problem: str = "", **fields: object) -> None:
         self.store.set_source(SOURCE, up=up)

@@ -1,6 +1,7 @@
 """`python -m bench [name ...]`: run benchmarks and print one side-by-side table.
 
-Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached exposition vs
+Names: resilience (breaker vs pybreaker, retry vs tenacity), library (decorators and keyed
+breakers at 10,000 keys vs pybreaker and tenacity, keyed-breaker memory), scrape (cached exposition vs
 client_python), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
 scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
 vs naive writes, read by node_exporter), kube (pod list + 50k watch events through the official
@@ -25,8 +26,8 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
-          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack")
+SUITES = ("resilience", "library", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
+          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom")
 
 
 def main() -> int:

@@ -82,7 +82,7 @@ def measure(timeout: float = 300) -> dict[str, float]:
         metrics = f"http://127.0.0.1:{port}/metrics"
         deadline = time.monotonic() + 120
         while not (prometheus.query('up{job="resilience-exporter"} == 1') and
-                   'probe_success{target="upstream"} 1' in requests.get(metrics, timeout=5).text):
+                   'resilience_probe_success{target="upstream"} 1' in requests.get(metrics, timeout=5).text):
             if time.monotonic() > deadline:
                 raise TimeoutError("the stack did not settle")
             time.sleep(0.5)

@@ -359,18 +359,21 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 def metrics_view(text: str) -> dict[PodId, Containers]:
     """The same view from the rendered exposition: reason from workload_container_reason, restarts
-    from workload_container_restarts_total, host and image from their labels."""
+    from workload_container_restarts_total, host from their labels, image from workload_container_info's."""
     rows: dict[tuple[str, str, str], list[Any]] = {}
     for line in text.splitlines():
-        if not line.startswith(("workload_container_reason{", "workload_container_restarts_total{")):
+        if not line.startswith(("workload_container_reason{", "workload_container_restarts_total{",
+                                 "workload_container_info{")):
             continue
         labels_text, _, value = line.rpartition("} ")
         labels = dict(_LABEL.findall(labels_text))
         if labels.get("source") != "kubernetes":
             continue
         row = rows.setdefault((labels["namespace"], labels["pod"], labels["container"]),
-                              [None, None, labels["host"], labels["image"]])
-        if line.startswith("workload_container_reason{"):
+                              [None, None, labels["host"], None])
+        if line.startswith("workload_container_info{"):
+            row[3] = labels["image"]
+        elif line.startswith("workload_container_reason{"):
             row[0] = labels["reason"]
         else:
             row[1] = int(float(value))

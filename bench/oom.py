@@ -120,8 +120,9 @@ class Trial:
 
     def settle(self, name: str, shape: Shape, timeout: float = 120) -> None:
         """Wait until the workload has done all its OOM kills (and its policy stopped restarting)."""
-        if shape.child:
-            must(lambda: self.ledger.of(name, "oom"), timeout, f"{name}: the child's oom event")
+        if shape.child:  # the kernel's count is the truth; the engine may never send its `oom`
+            cid = self.engine.inspect(name)["Id"]
+            must(lambda: self.ledger.of(name, "oom") or kernel_oom_kills(cid), timeout, f"{name}: the child's OOM kill")
             return
         if shape.until_runs:
             must(lambda: len(self.ledger.of(name, "die")) >= shape.until_runs, timeout, f"{name}: {shape.until_runs} dies")
@@ -170,6 +171,22 @@ def _die_before_oom(dies: list[dict[str, Any]], ooms: list[dict[str, Any]], star
         before = [kind for stamp, kind in marks if stamp < t]
         count += 1 if before and before[-1] == "die" else 0
     return count
+
+
+def kernel_oom_kills(cid: str) -> int:
+    """The container cgroup's own count of OOM kills (cgroup v1 memory.oom_control, or v2 memory.events)."""
+    for path, key in ((f"/sys/fs/cgroup/memory/docker/{cid}/memory.oom_control", "oom_kill"),
+                      (f"/sys/fs/cgroup/docker/{cid}/memory.events", "oom_kill"),
+                      (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.events", "oom_kill")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except OSError:
+            continue
+    return 0
 
 
 def must(check: Callable[[], Any], timeout: float, message: str) -> Any:

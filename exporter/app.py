@@ -8,7 +8,8 @@ from exporter import __version__
 from exporter.config import Config
 from exporter.device.components import REGISTRY_TEXTFILE, DeviceSide
 from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
-from exporter.metrics.device import device_collectors, render_text
+from exporter.metrics.device import device_collectors
+from exporter.metrics.textfile import collisions, render_textfile
 from exporter.resilience import REGISTRY, ResilienceRegistry, RetryBudget
 from exporter.sources import Source, build_sources
 from exporter.state import StateStore
@@ -37,13 +38,15 @@ class Exporter:
         self.device = DeviceSide(config, self.registry)
         collectors = [
             SelfCollector(self.store),
-            ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist),
+            ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist,
+                               pod_label_allowlist=config.kubernetes.label_allowlist),
             ResilienceCollector(self.registry),
             *device_collectors(self.device),
         ]
         self.exposition = Exposition(collectors)
         # The whole registry minus process_*/python_* (node_exporter owns those names).
-        self.device.attach_textfile(lambda: render_text(collectors), REGISTRY_TEXTFILE, periodic=True)
+        self.device.attach_textfile(lambda writer: render_textfile(collectors, writer), REGISTRY_TEXTFILE,
+                                    periodic=True, check=collisions)
         self.sources: list[Source] = []
         self.server: ExporterHTTPServer | None = None
         self._stopped = threading.Event()

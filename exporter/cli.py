@@ -15,7 +15,7 @@ import threading
 import typing
 from typing import Sequence
 
-from exporter import __version__, logs
+from exporter import __version__, build_revision, logs
 from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load
 
 log = logging.getLogger("exporter")
@@ -40,17 +40,26 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag_name(path), *FLAG_ALIASES.get(path, ()), **kwargs)
 
 
+class VersionAction(argparse.Action):
+    """--version: the revision is looked up only when asked (a checkout asks git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: typing.Any) -> None:
+        print(f"resilience-exporter {__version__} (revision {build_revision()})")  # stdout, like argparse's
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resilience-exporter",
         description="Failure states, retries and circuit breakers of Docker and Kubernetes workloads, for Prometheus.")
-    parser.add_argument("--version", action="version", version=f"resilience-exporter {__version__}")
+    parser.add_argument("--version", action=VersionAction, nargs=0, help="Show the version and build revision, then exit.")
     _add_config_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="Run the exporter (the default).")
     check = sub.add_parser("check-config", help="Validate a configuration file and exit.")
     check.add_argument("file", metavar="FILE")
     _add_agent_parser(sub)
+    _add_alerts_parser(sub)
     status = sub.add_parser("status", help="Show containers, breakers and agent runs like `kubectl get pods`.")
     status.add_argument("--url", default="http://127.0.0.1:10099",
                         help="The exporter to ask; basic auth as https://user:pass@host:port (default: %(default)s).")
@@ -74,6 +83,28 @@ def _add_agent_parser(sub: argparse._SubParsersAction) -> None:
                                ("--health-file", "agent.health_file", "PATH")):
         # SUPPRESS: an option not given leaves the file/env/--agent.* value alone.
         agent.add_argument(option, dest=path, metavar=meta, default=argparse.SUPPRESS, help=f"Sets {path}.")
+
+
+def _add_alerts_parser(sub: argparse._SubParsersAction) -> None:
+    """`alerts render --config SITE.yaml --out DIR`: the alert pack with a site's selectors and URLs."""
+    alerts = sub.add_parser("alerts", help="Render the alert pack (rules, unit tests, Slack template) for a site.")
+    action = alerts.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    render = action.add_parser("render", help="Write rules, promtool tests, alertmanager.yml and slack.tmpl to DIR.")
+    render.add_argument("--config", "--site", metavar="FILE", dest="site",
+                        help="YAML file of selectors, runbook_url, dashboard_url (default: the shipped defaults).")
+    render.add_argument("--out", metavar="DIR", required=True, help="Output directory (created if missing).")
+
+
+def render_alerts(site: str | None, out: str) -> int:
+    from exporter.alertpack import PackConfigError, load_config, write_pack
+
+    try:
+        written = write_pack(load_config(site), out)
+    except PackConfigError as exc:
+        print(f"resilience-exporter: alerts render: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} files to {out}")
+    return 0
 
 
 def _flag_values(args: argparse.Namespace) -> dict[str, str]:
@@ -151,7 +182,8 @@ def agent(config: Config, *, once: bool) -> int:
     """The agent alone: its families (and its breaker's) go to its own textfile, no HTTP server."""
     from exporter.device.components import DeviceSide, agent_textfile_name
     from exporter.metrics import ResilienceCollector
-    from exporter.metrics.device import AgentCollector, TextfileCollector, render_text
+    from exporter.metrics.device import AgentCollector, TextfileCollector
+    from exporter.metrics.textfile import collisions, render_textfile
     from exporter.resilience import ResilienceRegistry
 
     if not config.agent.command:
@@ -167,7 +199,8 @@ def agent(config: Config, *, once: bool) -> int:
     assert side.agent_status is not None
     collectors = [AgentCollector(side.agent_status), ResilienceCollector(registry),
                   TextfileCollector(lambda: side.writers)]
-    side.attach_textfile(lambda: render_text(collectors), agent_textfile_name(config.agent.name), periodic=False)
+    side.attach_textfile(lambda writer: render_textfile(collectors, writer), agent_textfile_name(config.agent.name),
+                        periodic=False, check=collisions)
     if once:
         return _run_once(side)
     side.start()
@@ -212,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "alerts":
+        return render_alerts(args.site, args.out)
     if args.command == "status":
         from exporter import statusview
 

@@ -166,6 +166,8 @@ class KubernetesConfig:
     node: str = field(default="", metadata=_doc(
         "Watch only this node's pods (fieldSelector spec.nodeName), for a DaemonSet: $(NODE_NAME)."))
     max_containers: int = field(default=20000, metadata=_doc("Cap on tracked containers; more are counted as dropped.", ge=1))
+    label_allowlist: list[str] = field(default_factory=list, metadata=_doc(
+        "Pod labels copied into workload_pod_labels (none by default), like kube_pod_labels."))
     reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects.", gt=0))
 
 

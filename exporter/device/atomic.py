@@ -157,7 +157,7 @@ class AtomicFile:
     def write(self) -> bool:
         """Render and replace the file; False (counted, logged once) when the write failed."""
         with self._lock:
-            data = self._render()
+            data = self._data()
             try:
                 replace_atomically(self.path, data, opener=self._opener)
             except OSError as exc:
@@ -172,6 +172,10 @@ class AtomicFile:
                 self._failing = False
                 log.info(f"{self.kind} written again", extra={"fields": {"path": str(self.path)}})
             return True
+
+    def _data(self) -> bytes:
+        """The bytes to write; subclasses check them against their neighbours."""
+        return self._render()
 
 
 def describe(exc: OSError) -> str:

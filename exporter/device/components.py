@@ -14,7 +14,7 @@ from exporter.device.agent import AgentRunner
 from exporter.device.health import HealthFile, health_document, read_counters
 from exporter.device.probes import Prober
 from exporter.device.status import AgentStatus, ProbeStatus
-from exporter.device.textfile import TextfilePublisher, TextfileWriter
+from exporter.device.textfile import CollisionCheck, TextfilePublisher, TextfileWriter
 from exporter.resilience import ResilienceRegistry
 
 if TYPE_CHECKING:  # apscheduler (4 MiB of RSS) is imported only when an agent is configured
@@ -62,12 +62,19 @@ class DeviceSide:
     def writers(self) -> list[TextfileWriter]:
         return [self.textfile] if self.textfile is not None else []
 
-    def attach_textfile(self, render: Callable[[], bytes], default_name: str, *, periodic: bool) -> None:
-        """Write `render()` to the textfile after every agent run and, if `periodic`, every interval."""
+    def attach_textfile(self, render: Callable[[str], bytes], default_name: str, *, periodic: bool,
+                        check: CollisionCheck | None = None) -> None:
+        """Write `render(writer)` to the textfile after every agent run and, if `periodic`, every interval.
+
+        `writer` is the file's name without `.prom`: unique in the directory, so it tells this
+        file's series from every other writer's there.
+        """
         settings = self.config.textfile
         if not settings.directory:
             return
-        self.textfile = TextfileWriter(settings.directory, settings.file or default_name, render)
+        filename = settings.file or default_name
+        writer = filename[:-5] if filename.endswith(".prom") else filename
+        self.textfile = TextfileWriter(settings.directory, filename, lambda: render(writer), check=check)
         if self.runner is not None:
             self.runner.after_run.append(self.textfile.write)
         if periodic:

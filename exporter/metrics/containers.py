@@ -2,7 +2,10 @@
 
 Names follow kube-state-metrics' shape under our own `workload_container_` prefix (cAdvisor owns
 `container_*`, kube-state-metrics owns `kube_*`). Every series carries the same identity labels
-so one alert or panel serves Docker hosts and clusters alike.
+so one alert or panel serves Docker hosts and clusters alike. Like kube-state-metrics, `image` is
+only on `workload_container_info` (join it with `group_left(image)`), so an image bump replaces one
+series of a container, not all of them; the pull guard's desired images (`container=""`) keep
+`image` on every family, as it is what tells them apart.
 """
 from __future__ import annotations
 
@@ -10,14 +13,18 @@ import re
 from typing import Iterable, Sequence
 
 from exporter.metrics.cache import RenderCache
-from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, label_prefix
+from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix, render
 from exporter.state import ContainerRecord, Health, Phase, StateStore
 
-IDENTITY_LABELS = ("source", "host", "namespace", "pod", "container", "image")
+IDENTITY_LABELS = ("source", "host", "namespace", "pod", "container")
+IMAGE_KIND = "image"  # the pull guard's records of desired images
 
 
 def _info(r: ContainerRecord) -> Iterable[Sample]:
-    yield (r.container_id,), 1
+    if r.kind == IMAGE_KIND:
+        yield (r.container_id,), 1  # `image` is in its identity already
+    else:
+        yield (r.container_id, r.image), 1
 
 
 def _phase(r: ContainerRecord) -> Iterable[Sample]:
@@ -89,7 +96,8 @@ def _started(r: ContainerRecord) -> Iterable[Sample]:
 
 CONTAINER_FAMILIES: tuple[Family[ContainerRecord], ...] = (
     Family("workload_container_info", GAUGE,
-           "Information about a watched container (always 1).", ("container_id",), _info),
+           "Information about a watched container (always 1); the only container family with `image`.",
+           ("container_id", "image"), _info),
     Family("workload_container_phase", GAUGE,
            "Container phase: 1 for the current one of running, waiting, terminated.", ("phase",), _phase),
     Family("workload_container_reason", GAUGE,
@@ -126,7 +134,8 @@ CONTAINER_FAMILIES: tuple[Family[ContainerRecord], ...] = (
 
 
 def _identity(r: ContainerRecord) -> str:
-    return label_prefix(IDENTITY_LABELS, (r.source.value, r.host, r.namespace, r.pod, r.container, r.image))
+    identity = label_prefix(IDENTITY_LABELS, (r.source.value, r.host, r.namespace, r.pod, r.container))
+    return f'{identity},image="{escape(r.image)}"' if r.kind == IMAGE_KIND else identity
 
 
 def label_name(key: str) -> str:
@@ -146,18 +155,79 @@ def labels_family(allowlist: Sequence[str]) -> Family[ContainerRecord]:
                   tuple(label_name(k) for k in keys), samples)
 
 
+POD_LABELS = ("source", "host", "namespace", "pod")
+
+
+def _pod_identity(r: ContainerRecord) -> str:
+    return label_prefix(POD_LABELS, (r.source.value, r.host, r.namespace, r.pod))
+
+
+def _owners(r: ContainerRecord) -> Iterable[Sample]:
+    """kube_pod_owner's shape: one series per ownerReference, `<none>` for a pod without one."""
+    if not r.pod_primary:
+        return
+    if not r.owners:
+        yield ("<none>", "<none>", "false"), 1
+    for kind, name, controller in r.owners:
+        yield (kind, name, "true" if controller else "false"), 1
+
+
+POD_OWNER: Family[ContainerRecord] = Family(
+    "workload_pod_owner", GAUGE, "The pod's owners from metadata.ownerReferences (always 1), like kube_pod_owner.",
+    ("owner_kind", "owner_name", "owner_is_controller"), _owners)
+
+
+def pod_labels_family(allowlist: Sequence[str]) -> Family[ContainerRecord]:
+    """workload_pod_labels with one label per allow-listed pod label key, like kube_pod_labels."""
+    keys = tuple(allowlist)
+
+    def samples(r: ContainerRecord) -> Iterable[Sample]:
+        if r.pod_primary:
+            yield tuple(r.pod_labels.get(k, "") for k in keys), 1
+
+    return Family("workload_pod_labels", GAUGE, "Allow-listed labels of the Kubernetes pod (always 1).",
+                  tuple(label_name(k) for k in keys), samples)
+
+
 class ContainerCollector:
-    """Keeps rendered container text in step with the store through change notifications."""
+    """Keeps rendered container text in step with the store through change notifications.
 
-    def __init__(self, store: StateStore, *, label_allowlist: Sequence[str] = ()) -> None:
+    Pod-level families (owner, labels) come from a second cache with the pod's identity as
+    prefix, filled from each pod's first container record only (kube-state-metrics keeps one
+    store per resource the same way).
+    """
+
+    def __init__(self, store: StateStore, *, label_allowlist: Sequence[str] = (),
+                 pod_label_allowlist: Sequence[str] = ()) -> None:
         families = CONTAINER_FAMILIES + ((labels_family(label_allowlist),) if label_allowlist else ())
-        self._families = families
-        self._cache: RenderCache[str, ContainerRecord] = RenderCache(families, _identity, store.get)
-        store.subscribe(lambda key, _record: self._cache.mark(key))
-        self._cache.mark_all(r.key for r in store.records())
+        pod_families = (POD_OWNER, *((pod_labels_family(pod_label_allowlist),) if pod_label_allowlist else ()))
+        self._families = families + pod_families
+        self._cache: RenderCache[str, ContainerRecord] = RenderCache(families, _identity, store.get, rank=_newest)
+        self._pods: RenderCache[str, ContainerRecord] = RenderCache(pod_families, _pod_identity, store.get, rank=_newest)
+        store.subscribe(self._mark)
+        keys = [r.key for r in store.records()]
+        self._cache.mark_all(keys)
+        self._pods.mark_all(keys)
 
-    def collect(self) -> Iterable[tuple[Family[ContainerRecord], bytes]]:
-        return self._cache.bodies()
+    def _mark(self, key: str, _record: ContainerRecord | None) -> None:
+        self._cache.mark(key)
+        self._pods.mark(key)
 
-    def families(self) -> tuple[Family[ContainerRecord], ...]:
-        return self._families
+    def collect(self) -> Iterable[tuple[Family, bytes]]:
+        bodies = [*self._cache.bodies(), *self._pods.bodies()]
+        shadowed = render(SHADOWED, self._cache.shadowed(), "").encode()  # pods: deduplicated, not counted
+        return [*bodies, (SHADOWED, shadowed)]
+
+    def families(self) -> tuple[Family, ...]:
+        return (*self._families, SHADOWED)
+
+
+def _newest(r: ContainerRecord) -> tuple[float, float]:
+    """Of two records with the same identity labels, the one created (then started) last is shown."""
+    return (r.created_at or 0.0, r.started_at or 0.0)
+
+
+SHADOWED: Family[int] = Family(
+    "resilience_exporter_shadowed_records", GAUGE,
+    "Records not exported because a newer record has the same identity labels (a removal the "
+    "exporter missed, an engine reusing a name): /metrics never holds two series alike.", (), lambda n: [((), n)])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 from exporter.device.status import PROBE_RESULTS, AgentSnapshot, AgentStatus, ProbeSnapshot, ProbeStatus, RunResult
-from exporter.metrics.exposition import Collector, render_collectors
+from exporter.metrics.exposition import Collector
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, render
 
 if TYPE_CHECKING:
@@ -20,43 +20,46 @@ def _last(fn: Callable[[AgentSnapshot], float]) -> Callable[[AgentSnapshot], Ite
     """Samples of a last-run figure: absent until the first run finished."""
     def samples(s: AgentSnapshot) -> Iterable[Sample]:
         if s.last_run is not None:
-            yield (s.host,), fn(s)
+            yield (s.host, s.name), fn(s)
     return samples
 
 
 def _runs(s: AgentSnapshot) -> Iterable[Sample]:
     for result in RunResult:
-        yield (s.host, result.value), s.runs.get(result.value, 0)
+        yield (s.host, s.name, result.value), s.runs.get(result.value, 0)
 
 
 def _failure_info(s: AgentSnapshot) -> Iterable[Sample]:
     if s.last_failure_type is not None:
-        yield (s.host, s.last_failure_type), 1
+        yield (s.host, s.name, s.last_failure_type), 1
 
+
+AGENT_LABELS = ("host", "agent")
+"""`agent` (agent.name) makes two agents on one host two sets of series; `host` stays for old alerts."""
 
 AGENT_FAMILIES: tuple[Family[AgentSnapshot], ...] = (
     Family("role_agent_last_run_success", GAUGE, "1 if the role agent's last run succeeded, 0 if it failed.",
-           ("host",), _last(lambda s: int(s.last_run.success))),  # type: ignore[union-attr]
+           AGENT_LABELS, _last(lambda s: int(s.last_run.success))),  # type: ignore[union-attr]
     Family("role_agent_last_run_timestamp_seconds", GAUGE, "Unix time the role agent's last run ended.",
-           ("host",), _last(lambda s: s.last_run.ended_at)),  # type: ignore[union-attr]
+           AGENT_LABELS, _last(lambda s: s.last_run.ended_at)),  # type: ignore[union-attr]
     Family("role_agent_last_run_duration_seconds", GAUGE,
            "Time the role agent's last run took, summed over its attempts.",
-           ("host",), _last(lambda s: s.last_run.duration)),  # type: ignore[union-attr]
+           AGENT_LABELS, _last(lambda s: s.last_run.duration)),  # type: ignore[union-attr]
     Family("role_agent_last_exit_code", GAUGE,
            "Exit code of the role agent's last run (124 timeout, 128+n killed by signal n).",
-           ("host",), _last(lambda s: s.last_run.exit_code)),  # type: ignore[union-attr]
+           AGENT_LABELS, _last(lambda s: s.last_run.exit_code)),  # type: ignore[union-attr]
     Family("role_agent_runs_total", COUNTER,
            "Scheduled role agent runs by result: success, failure, skipped (previous still running), "
-           "rejected (breaker open).", ("host", "result"), _runs),
+           "rejected (breaker open).", (*AGENT_LABELS, "result"), _runs),
     Family("role_agent_consecutive_failures", GAUGE, "Role agent runs that failed in a row (0 after a success).",
-           ("host",), lambda s: [((s.host,), s.consecutive_failures)]),
+           AGENT_LABELS, lambda s: [((s.host, s.name), s.consecutive_failures)]),
     Family("role_agent_interval_seconds", GAUGE,
            "Longest expected time between scheduled role agent runs (agent.every + agent.jitter, or "
-           "the longest gap of agent.cron); absent unless the agent is or was just scheduled.", ("host",),
-           lambda s: [((s.host,), s.interval)] if s.interval is not None else []),
+           "the longest gap of agent.cron); absent unless the agent is or was just scheduled.", AGENT_LABELS,
+           lambda s: [((s.host, s.name), s.interval)] if s.interval is not None else []),
     Family("role_agent_last_failure_info", GAUGE,
            "Failure type of the role agent's most recent failed run (always 1).",
-           ("host", "failure_type"), _failure_info),
+           (*AGENT_LABELS, "failure_type"), _failure_info),
 )
 
 
@@ -88,11 +91,11 @@ def _checks(s: ProbeSnapshot) -> Iterable[Sample]:
 
 
 PROBE_FAMILIES: tuple[Family[ProbeSnapshot], ...] = (
-    Family("probe_success", GAUGE, "1 if the last HTTP probe of the target got the expected status, else 0.",
+    Family("resilience_probe_success", GAUGE, "1 if the last HTTP probe of the target got the expected status, else 0.",
            ("target",), _probe_last(lambda s: int(s.last.success))),  # type: ignore[union-attr]
-    Family("probe_duration_seconds", GAUGE, "Time the last HTTP probe of the target took, retries included.",
+    Family("resilience_probe_duration_seconds", GAUGE, "Time the last HTTP probe of the target took, retries included.",
            ("target",), _probe_last(lambda s: s.last.duration)),  # type: ignore[union-attr]
-    Family("probe_checks_total", COUNTER,
+    Family("resilience_probe_checks_total", COUNTER,
            "HTTP probe checks by result: success, failure, rejected (breaker open, not sent).",
            ("target", "result"), _checks),
 )
@@ -114,27 +117,36 @@ class ProbeCollector:
 
 
 class CountsErrors(Protocol):
-    """Anything counting its failed writes (TextfileWriter)."""
+    """Anything counting its failed writes and its collisions (TextfileWriter)."""
 
     errors_total: int
+    collisions_total: int
 
 
-TEXTFILE_ERRORS: Family[int] = Family(
-    "resilience_exporter_textfile_write_errors_total", COUNTER,
-    "Failed writes of the node_exporter textfile; the previous file is kept.", (), lambda n: [((), n)])
+TEXTFILE_FAMILIES: tuple[Family[Sequence[CountsErrors]], ...] = (
+    Family("resilience_exporter_textfile_write_errors_total", COUNTER,
+           "Failed writes of the node_exporter textfile; the previous file is kept.", (),
+           lambda ws: [((), sum(w.errors_total for w in ws))]),
+    Family("resilience_exporter_textfile_collisions_total", COUNTER,
+           "Textfile writes that found a series or family type of ours in another file of the directory "
+           "(node_exporter drops one of them); the log names the file.", (),
+           lambda ws: [((), sum(w.collisions_total for w in ws))]),
+)
 
 
 class TextfileCollector:
-    """Failed writes of the textfile writers, looked up at scrape time (they are attached late)."""
+    """Failed writes and collisions of the textfile writers, looked up at scrape time (attached late)."""
 
     def __init__(self, writers: Callable[[], Sequence[CountsErrors]]) -> None:
         self._writers = writers
 
     def families(self) -> tuple[Family, ...]:
-        return (TEXTFILE_ERRORS,)
+        return TEXTFILE_FAMILIES
 
     def collect(self) -> Iterable[tuple[Family, str]]:
-        yield TEXTFILE_ERRORS, render(TEXTFILE_ERRORS, sum(w.errors_total for w in self._writers()), "")
+        writers = self._writers()
+        for family in TEXTFILE_FAMILIES:
+            yield family, render(family, writers, "")
 
 
 def device_collectors(side: DeviceSide) -> list[Collector]:
@@ -147,12 +159,3 @@ def device_collectors(side: DeviceSide) -> list[Collector]:
     if side.config.textfile.directory:
         collectors.append(TextfileCollector(lambda: side.writers))
     return collectors
-
-
-def render_text(collectors: Sequence[Collector]) -> bytes:
-    """Prometheus text of `collectors` only, for a textfile: no process_* or python_* families.
-
-    node_exporter exposes its own process_* metrics; the same names in a textfile would make
-    `node_textfile_scrape_error` 1, so the exposition's process registry is left out here.
-    """
-    return render_collectors(collectors)

@@ -34,9 +34,16 @@ SOURCE_FAMILIES: tuple[Family[SourceStatus], ...] = (
            "1 once the source's initial list has been loaded into the store.", ("source",), _source_synced),
     Family("resilience_exporter_events_total", COUNTER,
            "Events received from a source by result (ok, malformed, ignored, ...).", ("source", "result"), _events),
+    Family("resilience_exporter_source_engine_info", GAUGE,
+           "A metric with a constant '1' value labeled by the engine a source talks to (docker, podman) and its version.",
+           ("source", "engine", "version"),
+           lambda s: [((s.name, s.engine, s.engine_version), 1)] if s.engine else []),
     Family("resilience_exporter_containers_dropped_total", COUNTER,
            "Containers not tracked because the source's max_containers cap was reached.", ("source",),
            lambda s: [((s.name,), s.dropped)]),
+    Family("resilience_exporter_source_errors_total", COUNTER,
+           "List or watch sessions of the source that ended in an error; the source backs off and resumes.",
+           ("source",), lambda s: [((s.name,), s.errors)]),
 )
 
 LABELS_TRUNCATED: Family[int] = Family(

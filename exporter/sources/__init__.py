@@ -65,7 +65,8 @@ def _kubernetes(config: Config, store: StateStore, registry: ResilienceRegistry)
     return KubernetesWatcher(
         store, registry, host=config.host, api_factory=lambda: api_client(kube.kubeconfig, kube.context),
         namespaces=kube.namespaces, label_selector=kube.label_selector, node=kube.node,
-        max_containers=kube.max_containers, reconnect_max_backoff=float(kube.reconnect_max_backoff))
+        max_containers=kube.max_containers, reconnect_max_backoff=float(kube.reconnect_max_backoff),
+        label_allowlist=tuple(kube.label_allowlist))
 
 
 def build_sources(config: Config, store: StateStore, registry: ResilienceRegistry) -> list[Source]:

@@ -71,6 +71,10 @@ class ContainerRecord:
     started_at: float | None = None
     failures: Mapping[Reason, int] = field(default_factory=lambda: _EMPTY)
     labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed engine labels only
+    # Kubernetes pod-level facts, rendered once per pod from its first container (pod_primary):
+    pod_labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed pod labels only
+    owners: tuple[tuple[str, str, bool], ...] = ()  # ownerReferences: (kind, name, controller)
+    pod_primary: bool = False
 
     @property
     def remedy(self) -> str:

@@ -54,11 +54,13 @@ class _Process:
                 self.proc.wait(timeout=10)
 
 
-def rule_files_for_test(dest: Path, *, for_: str | None = None, interval: str | None = None) -> list[Path]:
-    """Copies of the shipped rule files; only `for`/`keep_firing_for` and group intervals are replaced."""
+def rule_files_for_test(dest: Path, *, for_: str | None = None, interval: str | None = None,
+                        alerts: Path = ALERTS) -> list[Path]:
+    """Copies of the shipped (or a rendered pack's) rule files; only `for`/`keep_firing_for` and group
+    intervals are replaced."""
     dest.mkdir(parents=True, exist_ok=True)
     out = []
-    for f in sorted(ALERTS.glob("*.rules.yml")):
+    for f in sorted(alerts.glob("*.rules.yml")):
         text = f.read_text()
         if for_ is not None:
             text = re.sub(r"(?m)^(\s+)(for|keep_firing_for): \S+$", rf"\1\2: {for_}", text)
@@ -73,7 +75,8 @@ def rule_files_for_test(dest: Path, *, for_: str | None = None, interval: str | 
 class Prometheus(_Process):
     def __init__(self, root: Path, *, targets: dict[str, list[str]], alertmanager: str | None,
                  rule_files: list[Path], scrape_interval: str = "10s", evaluation_interval: str = "10s",
-                 keep: dict[str, str] | None = None) -> None:
+                 keep: dict[str, str] | None = None, target_labels: dict[str, dict[str, str]] | None = None,
+                 params: dict[str, dict[str, Any]] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config: dict[str, Any] = {
@@ -81,6 +84,12 @@ class Prometheus(_Process):
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": t}]} for job, t in targets.items()],
         }
+        for scrape in config["scrape_configs"]:  # target_labels: job -> labels every target of it gets
+            job = scrape["job_name"]
+            if target_labels and job in target_labels:
+                scrape["static_configs"][0]["labels"] = target_labels[job]
+            if params and job in params:  # e.g. blackbox_exporter's /probe?module=...&target=...
+                scrape.update(params[job])
         for scrape in config["scrape_configs"]:  # keep: job -> regex of the metric names to keep
             if keep and scrape["job_name"] in keep:
                 scrape["metric_relabel_configs"] = [{"source_labels": ["__name__"], "regex": keep[scrape["job_name"]],
@@ -108,13 +117,14 @@ class Alertmanager(_Process):
     """The shipped alertmanager.yml, Slack webhook URL file pointed at `slack_url`; `timings` overrides
     group_wait/group_interval/repeat_interval on every route (tests only)."""
 
-    def __init__(self, root: Path, *, slack_url: str, timings: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, slack_url: str, timings: dict[str, str] | None = None,
+                 alerts: Path = ALERTS) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = yaml.safe_load((ALERTS / "alertmanager.yml").read_text())
+        config = yaml.safe_load((alerts / "alertmanager.yml").read_text())
         (root / "slack_webhook_url").write_text(slack_url + "\n")
         config["global"]["slack_api_url_file"] = str(root / "slack_webhook_url")
-        config["templates"] = [str(ALERTS / "templates" / "*.tmpl")]
+        config["templates"] = [str(alerts / "templates" / "*.tmpl")]
         if timings:
             for route in [config["route"], *config["route"].get("routes", [])]:
                 for key, value in timings.items():
@@ -135,6 +145,48 @@ class NodeExporter(_Process):
                           "--collector.disable-defaults", "--collector.textfile",
                           f"--collector.textfile.directory={textfile_dir}"],
                          f"http://{self.address}/metrics", root, "node_exporter")
+
+
+class StaticMetrics:
+    """An HTTP server answering every GET with a fixed Prometheus text body: another application."""
+
+    def __init__(self, text: str) -> None:
+        body = text.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class BlackboxExporter(_Process):
+    """blackbox_exporter with one module, `http_2xx`; Prometheus scrapes /probe?module=http_2xx&target=..."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        (root / "blackbox.yml").write_text(yaml.safe_dump(
+            {"modules": {"http_2xx": {"prober": "http", "timeout": "2s", "http": {"preferred_ip_protocol": "ip4"}}}}))
+        super().__init__([require_binary("prometheus-blackbox-exporter"), f"--config.file={root / 'blackbox.yml'}",
+                          f"--web.listen-address={self.address}"], f"http://{self.address}/metrics", root, "blackbox")
+
+    def scrape_config(self, target: str) -> dict[str, Any]:
+        """Extra scrape settings of a Prometheus job probing `target` through this exporter."""
+        return {"metrics_path": "/probe", "params": {"module": ["http_2xx"], "target": [target]}}
 
 
 @dataclass

@@ -14,7 +14,8 @@ from bench.textfile import kill_trials, start_node_exporter
 from exporter.device.status import AgentRun, AgentStatus, ProbeResult, ProbeStatus
 from exporter.device.textfile import TextfileWriter
 from exporter.metrics import ResilienceCollector
-from exporter.metrics.device import AgentCollector, ProbeCollector, TextfileCollector, render_text
+from exporter.metrics.exposition import render_collectors
+from exporter.metrics.device import AgentCollector, ProbeCollector, TextfileCollector
 from exporter.resilience import ResilienceRegistry
 from tests.conftest import free_port, require_binary, wait_until
 
@@ -59,20 +60,20 @@ def device_text(writers: list[TextfileWriter]) -> tuple[list, bytes]:  # type: i
     registry.breaker("probe:api").force_open()
     collectors = [AgentCollector(status), ProbeCollector(probes), ResilienceCollector(registry),
                   TextfileCollector(lambda: writers)]
-    return collectors, render_text(collectors)
+    return collectors, render_collectors(collectors)
 
 
 def test_node_exporter_exposes_exactly_our_values(tmp_path: Path, node: Node) -> None:
     writers: list[TextfileWriter] = []
     collectors, _ = device_text(writers)
-    writer = TextfileWriter(tmp_path, "resilience_exporter.prom", lambda: render_text(collectors))
+    writer = TextfileWriter(tmp_path, "resilience_exporter.prom", lambda: render_collectors(collectors))
     writers.append(writer)
     assert writer.write()
-    ours = samples(render_text(collectors).decode())
+    ours = samples(render_collectors(collectors).decode())
     assert ('circuit_breaker_state', (('name', 'probe:api'),)) in ours and len(ours) >= 25
     def read_by_node() -> Samples | None:
         got = node.scrape()
-        return got if ("role_agent_runs_total", (("host", "pi-1"), ("result", "failure"))) in got else None
+        return got if ("role_agent_runs_total", (("agent", "edge"), ("host", "pi-1"), ("result", "failure"))) in got else None
 
     theirs = wait_until(read_by_node, timeout=10, message="node_exporter to read the file")
     assert theirs[("node_textfile_scrape_error", ())] == 0
@@ -143,6 +144,6 @@ def test_full_or_read_only_directory_keeps_previous_file_logs_once_and_counts(
     fields = errors[0].fields  # type: ignore[attr-defined]
     assert errors[0].getMessage() == "cannot write textfile; keeping the previous file"
     assert fields["err"].startswith(errname) and fields["path"] == str(tiny_tmpfs / "x.prom") and fields["remedy"]
-    text = render_text([TextfileCollector(lambda: [writer])]).decode()
+    text = render_collectors([TextfileCollector(lambda: [writer])]).decode()
     assert "resilience_exporter_textfile_write_errors_total 2" in text
     assert not [p for p in tiny_tmpfs.iterdir() if p.name.startswith(".x.prom")]  # no temp file left behind

@@ -54,20 +54,20 @@ def test_flapping_target_trips_the_breaker_then_recovers(server: Flapping, tmp_p
     breaker = app.registry.breaker("probe:api")
     base = f"http://{app.address[0]}:{app.address[1]}/metrics"
     try:
-        wait_until(lambda: 'probe_success{target="api"} 1' in requests.get(base, timeout=5).text, timeout=10,
+        wait_until(lambda: 'resilience_probe_success{target="api"} 1' in requests.get(base, timeout=5).text, timeout=10,
                    message="a first successful probe")
         server.healthy = False
         wait_until(lambda: breaker.state is CircuitState.OPEN, timeout=10, message="the breaker to open")
         text = requests.get(base, timeout=5).text
         assert 'circuit_breaker_state{name="probe:api"} 1' in text
-        assert 'probe_success{target="api"} 0' in text
+        assert 'resilience_probe_success{target="api"} 0' in text
         hits = server.hits
         wait_until(lambda: app.device.probe_status.get("api").checks["rejected"] >= 3,  # type: ignore[union-attr]
                    timeout=10, message="checks rejected while open")
         assert server.hits <= hits + 1  # at most one half-open trial reached the server meanwhile
         server.healthy = True
         wait_until(lambda: breaker.state is CircuitState.CLOSED, timeout=10, message="the breaker to close again")
-        wait_until(lambda: 'probe_success{target="api"} 1' in requests.get(base, timeout=5).text, timeout=10,
+        wait_until(lambda: 'resilience_probe_success{target="api"} 1' in requests.get(base, timeout=5).text, timeout=10,
                    message="probe success after recovery")
         text = requests.get(base, timeout=5).text
         assert 'circuit_breaker_transitions_total{name="probe:api",from="open",to="half_open"}' in text

@@ -26,7 +26,8 @@ def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDoc
         text = wait_for(lambda: (t := requests.get(url, timeout=5).text) and
                         f'container="{name}"' in t and "workload_container_last_exit_code{" in t and t,
                         message="the container's series")
-        ident = f'source="docker",host="edge-1",namespace="",pod="",container="{name}",image="{IMAGE}"'
+        ident = f'source="docker",host="edge-1",namespace="",pod="",container="{name}"'
+        assert f'workload_container_info{{{ident},container_id="' in text and f'image="{IMAGE}"}} 1' in text
         assert f"workload_container_last_exit_code{{{ident}}} 2" in text
         assert f'workload_container_failures_total{{{ident},reason="Error"}} 1' in text
         assert f'workload_container_labels{{{ident},label_team="payments"}} 1' in text

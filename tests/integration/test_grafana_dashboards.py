@@ -85,3 +85,15 @@ def test_provisioning_points_grafana_at_the_dashboards() -> None:
     assert provider["providers"][0]["type"] == "file"
     datasource = yaml.safe_load((ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     assert datasource["datasources"][0]["type"] == "prometheus"
+
+
+def test_image_comes_from_workload_container_info_and_agents_stay_apart() -> None:
+    """`image` is only on workload_container_info (and the pull guard's `container=""` records):
+    a query grouping a container family by image must join info or select the pull guard's records;
+    role_agent_* panels keep two agents of one host apart (`agent`)."""
+    for uid, title, expr in panel_queries():
+        if re.search(r"by \([^)]*\bimage\b", expr) and "workload_container_" in expr:
+            assert "group_left (image) workload_container_info" in expr or 'container=\\"\\"' in expr \
+                or 'container=""' in expr, (uid, title, expr)
+        if re.search(r"by \([^)]*\bhost\b[^)]*\) \(.*role_agent_", expr):
+            assert re.search(r"by \([^)]*\bagent\b", expr), (uid, title, expr)

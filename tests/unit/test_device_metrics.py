@@ -10,8 +10,8 @@ from exporter.config import ConfigError, load, read_file
 from exporter.device.failures import FailureTypes
 from exporter.device.status import AgentRun, AgentStatus, ProbeResult, ProbeStatus
 from exporter.metrics import Exposition, ResilienceCollector
-from exporter.metrics.device import (AGENT_FAMILIES, AgentCollector, ProbeCollector, TextfileCollector,
-                                     render_text)
+from exporter.metrics.exposition import render_collectors
+from exporter.metrics.device import (AGENT_FAMILIES, AgentCollector, ProbeCollector, TextfileCollector)
 from exporter.resilience import ResilienceRegistry
 
 FLEET_ALERT_NAMES = {
@@ -32,10 +32,10 @@ def test_agent_families_keep_the_names_the_fleet_alerts_on() -> None:
 
 def test_interval_is_exported_once_scheduled_so_alerts_need_not_assume_one() -> None:
     status = AgentStatus("edge", "pi-1")
-    assert all(name != "role_agent_interval_seconds" for name, _ in samples(render_text([AgentCollector(status)]).decode()))
+    assert all(name != "role_agent_interval_seconds" for name, _ in samples(render_collectors([AgentCollector(status)]).decode()))
     status.set_interval(600.0)  # the scheduler does this
-    got = samples(render_text([AgentCollector(status)]).decode())
-    assert got[("role_agent_interval_seconds", (("host", "pi-1"),))] == 600.0
+    got = samples(render_collectors([AgentCollector(status)]).decode())
+    assert got[("role_agent_interval_seconds", (("agent", "edge"), ("host", "pi-1")))] == 600.0
 
 
 @pytest.mark.parametrize(("cron", "seconds"), [
@@ -67,25 +67,25 @@ def test_interval_includes_jitter_and_counts_real_seconds_across_dst() -> None:
 
 def test_failed_then_successful_runs_become_series() -> None:
     status = AgentStatus("edge", "pi-1")
-    text = render_text([AgentCollector(status)]).decode()
+    text = render_collectors([AgentCollector(status)]).decode()
     assert "role_agent_last_run_success{" not in text  # absent until the first run
-    assert samples(text)[("role_agent_runs_total", (("host", "pi-1"), ("result", "failure")))] == 0
+    assert samples(text)[("role_agent_runs_total", (("agent", "edge"), ("host", "pi-1"), ("result", "failure")))] == 0
     status.record_run(AgentRun(10.0, 12.5, 2.5, 3, "compose_failed"))
     status.record_run(AgentRun(20.0, 21.0, 1.0, 2, "inventory_missing"))
-    got = samples(render_text([AgentCollector(status)]).decode())
-    host = (("host", "pi-1"),)
+    got = samples(render_collectors([AgentCollector(status)]).decode())
+    host = (("agent", "edge"), ("host", "pi-1"))
     assert got[("role_agent_last_run_success", host)] == 0
     assert got[("role_agent_last_exit_code", host)] == 2
     assert got[("role_agent_consecutive_failures", host)] == 2
     assert got[("role_agent_last_run_timestamp_seconds", host)] == 21.0
-    assert got[("role_agent_last_failure_info", (("failure_type", "inventory_missing"), ("host", "pi-1")))] == 1
-    assert ("role_agent_last_failure_info", (("failure_type", "compose_failed"), ("host", "pi-1"))) not in got
+    assert got[("role_agent_last_failure_info", (("agent", "edge"), ("failure_type", "inventory_missing"), ("host", "pi-1")))] == 1
+    assert ("role_agent_last_failure_info", (("agent", "edge"), ("failure_type", "compose_failed"), ("host", "pi-1"))) not in got
     status.record_run(AgentRun(30.0, 30.5, 0.5, 0, None))
     status.record_skipped()
-    got = samples(render_text([AgentCollector(status)]).decode())
+    got = samples(render_collectors([AgentCollector(status)]).decode())
     assert got[("role_agent_last_run_success", host)] == 1 and got[("role_agent_consecutive_failures", host)] == 0
-    assert got[("role_agent_runs_total", (("host", "pi-1"), ("result", "skipped")))] == 1
-    assert got[("role_agent_last_failure_info", (("failure_type", "inventory_missing"), ("host", "pi-1")))] == 1
+    assert got[("role_agent_runs_total", (("agent", "edge"), ("host", "pi-1"), ("result", "skipped")))] == 1
+    assert got[("role_agent_last_failure_info", (("agent", "edge"), ("failure_type", "inventory_missing"), ("host", "pi-1")))] == 1
 
 
 def test_failure_types_come_from_the_map_or_exit_n_so_labels_stay_bounded() -> None:
@@ -103,26 +103,28 @@ def test_failure_types_come_from_the_map_or_exit_n_so_labels_stay_bounded() -> N
 def test_probe_and_textfile_families() -> None:
     status = ProbeStatus()
     status.add_target("api")
-    text = render_text([ProbeCollector(status)]).decode()
-    assert "probe_success{" not in text
+    text = render_collectors([ProbeCollector(status)]).decode()
+    assert "resilience_probe_success{" not in text
     status.record("api", ProbeResult(True, 0.25, 1.0, 200), "success")
     status.record("api", ProbeResult(False, 0.0, 2.0), "rejected")
 
     class Writer:
         errors_total = 3
+        collisions_total = 2
 
-    got = samples(render_text([ProbeCollector(status), TextfileCollector(lambda: [Writer()])]).decode())
-    assert got[("probe_success", (("target", "api"),))] == 0
-    assert got[("probe_duration_seconds", (("target", "api"),))] == 0.0
-    assert got[("probe_checks_total", (("result", "rejected"), ("target", "api")))] == 1
+    got = samples(render_collectors([ProbeCollector(status), TextfileCollector(lambda: [Writer()])]).decode())
+    assert got[("resilience_probe_success", (("target", "api"),))] == 0
+    assert got[("resilience_probe_duration_seconds", (("target", "api"),))] == 0.0
+    assert got[("resilience_probe_checks_total", (("result", "rejected"), ("target", "api")))] == 1
     assert got[("resilience_exporter_textfile_write_errors_total", ())] == 3
+    assert got[("resilience_exporter_textfile_collisions_total", ())] == 2
 
 
 def test_textfile_text_has_help_and_type_for_every_family_and_no_process_families() -> None:
     registry = ResilienceRegistry()
     registry.breaker("agent:edge")
     collectors = [AgentCollector(AgentStatus("edge", "h")), ResilienceCollector(registry)]
-    text = render_text(collectors).decode()
+    text = render_collectors(collectors).decode()
     names = Exposition(collectors).names()
     for name in names:
         assert f"# HELP {name} " in text and f"# TYPE {name} " in text

@@ -6,7 +6,8 @@ import re
 from exporter.config import ProbeConfig, load
 from exporter.device.components import DeviceSide
 from exporter.device.health import load_schema
-from exporter.metrics.device import device_collectors, render_text
+from exporter.metrics.exposition import render_collectors
+from exporter.metrics.device import device_collectors
 from exporter.resilience import ResilienceRegistry
 from tests.unit.test_readme import table_rows
 
@@ -22,7 +23,7 @@ def test_device_metrics_table_lists_exactly_the_device_families_with_their_types
     families = {f.name: f.type for c in collectors for f in c.families()}
     rows = table_rows("device metric")
     assert {row[0]: row[1] for row in rows} == families
-    text = render_text(collectors).decode()
+    text = render_collectors(collectors).decode()
     for name, kind, *_ in rows:
         assert re.search(rf"^# TYPE {re.escape(name)} {kind}$", text, re.M), name
 

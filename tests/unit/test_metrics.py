@@ -34,8 +34,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def ident(container: str = "c1", **extra: str) -> tuple[tuple[str, str], ...]:
-    labels = {"source": "docker", "host": "h1", "namespace": "", "pod": "", "container": container,
-              "image": "busybox:1", **extra}
+    labels = {"source": "docker", "host": "h1", "namespace": "", "pod": "", "container": container, **extra}
     return tuple(sorted(labels.items()))
 
 
@@ -53,7 +52,9 @@ def test_container_record_becomes_its_series() -> None:
                health=Health.UNHEALTHY).with_failure(Reason.OOM_KILLED).with_failure(Reason.ERROR, 2)
     store.put(r)
     s = samples(scrape(exposition))
-    assert s[("workload_container_info", ident(container_id="abc"))] == 1
+    assert s[("workload_container_info", ident(container_id="abc", image="busybox:1"))] == 1
+    assert not [k for k in s if k[0].startswith("workload_container_") and k[0] != "workload_container_info"
+                and "image" in dict(k[1])]  # an image bump replaces one series, not all of them
     assert s[("workload_container_phase", ident(phase="terminated"))] == 1
     assert s[("workload_container_phase", ident(phase="running"))] == 0
     assert s[("workload_container_reason", ident(reason="OOMKilled", classification="transient"))] == 1
@@ -107,16 +108,26 @@ def test_label_values_are_escaped() -> None:
     store, exposition, _ = make()
     store.put(record("weird", image='img"x\\y\nz'))
     s = samples(scrape(exposition))
-    key = ("workload_container_restarts_total",
-           tuple(sorted({**dict(ident("weird")), "image": 'img"x\\y\nz'}.items())))
-    assert s[key] == 0
+    assert s[("workload_container_info", ident("weird", container_id="abc", image='img"x\\y\nz'))] == 1
+
+
+def test_the_pull_guards_desired_images_keep_image_on_every_family() -> None:
+    """Their `container` is empty: the image is what tells two of them apart."""
+    store, exposition, _ = make()
+    for image in ("shop/web:1", "shop/api:2"):
+        store.put(record(f"img:{image}", container="", kind="image", image=image, container_id="",
+                         reason=Reason.ERR_IMAGE_NEVER_PULL, terminal=True))
+    s = samples(scrape(exposition))
+    for image in ("shop/web:1", "shop/api:2"):
+        assert s[("workload_container_terminal", ident("", image=image, reason="ErrImageNeverPull"))] == 1
+        assert s[("workload_container_info", ident("", image=image, container_id=""))] == 1
 
 
 def test_breaker_and_retry_families_exist_from_the_start() -> None:
     _, exposition, registry = make()
     text = scrape(exposition)
     for name in ("circuit_breaker_state", "circuit_breaker_transitions_total", "circuit_breaker_calls_total",
-                 "retry_calls_total", "retry_budget_exhausted_total", "errors_total",
+                 "retry_calls_total", "retry_budget_exhausted_total", "resilience_errors_total",
                  "resilience_exporter_build_info", "resilience_exporter_source_up",
                  "resilience_exporter_events_total", "resilience_exporter_scrape_duration_seconds"):
         assert f"# TYPE {name} " in text, name

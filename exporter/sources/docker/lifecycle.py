@@ -163,6 +163,9 @@ class DockerLifecycle:
                          life: Life, at: float | None) -> ContainerRecord:
         state = data.get("State") or {}
         status = state.get("Status", "")
+        if status == "stopped":  # Podman: exited, and restarting next if its policy says so
+            status = "restarting" if life.policy in ("always", "unless-stopped", "on-failure") and \
+                (life.policy != "on-failure" or int(state.get("ExitCode") or 0) != 0) else "exited"
         exit_code = int(state.get("ExitCode") or 0)
         engine_restarts = int(data.get("RestartCount") or 0)
         started_at = parse_timestamp(state.get("StartedAt"))
@@ -277,6 +280,16 @@ class DockerLifecycle:
             return record.evolve(reason=self._running_reason(record.reason, record.health, life))
         if action == "rename" and event.name:
             return record.evolve(container=event.name.lstrip("/"))
+        if action == "stop" and record.phase is Phase.WAITING and life.restart_scheduled:
+            life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
+            return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
+                                 next_retry_at=None)
+        if action == "cleanup" and not life.started and record.reason is Reason.CREATED:
+            # Podman: a container cleaned up without ever starting: its runtime failed to exec it
+            # (Docker says so in State.Error, Podman's inspect does not).
+            return record.with_failure(Reason.START_FAILURE).evolve(
+                phase=Phase.WAITING, reason=Reason.START_FAILURE, last_terminated_reason=Reason.START_FAILURE,
+                message="the runtime could not start the container (cleaned up without a start)")
         return record  # stop, restart, create: state follows from the other events
 
     @staticmethod

@@ -18,8 +18,8 @@ import orjson
 
 from exporter.resilience import FullJitter, ResilienceRegistry
 from exporter.sources.reconnect import run_sessions
-from exporter.sources.docker.events import (CONTAINER_ACTIONS, NETWORK_ACTIONS, DockerEvent, MalformedEvent,
-                                            parse_event, parse_timestamp)
+from exporter.sources.docker.events import (CONTAINER_ACTIONS, NETWORK_ACTIONS, PODMAN_FILTER_ACTIONS, DockerEvent,
+                                            MalformedEvent, parse_event, parse_timestamp)
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import Phase, Reason, StateStore
 
@@ -62,6 +62,7 @@ class DockerWatcher:
         self._recent: set[tuple[int, str, str]] = set()    # (time, id, action) of the last REPLAY_WINDOW
         self._recent_order: deque[tuple[int, str, str]] = deque()
         self._clock_offset = 0.0  # engine clock - our clock, measured at each connect
+        self.engine = ""          # "docker" or "podman", from /version at each connect
         self._ids: set[str] = set()
         self._dropped: set[str] = set()  # containers not tracked because of max_containers
         self._up: bool | None = None
@@ -94,8 +95,12 @@ class DockerWatcher:
 
     def _run(self) -> None:
         run_sessions(self._session, stop=self._stop, backoff=self.backoff, connected=lambda: bool(self._up),
-                     down=lambda problem, delay: self._set_up(False, problem, retry_in=round(delay, 2)))
+                     down=lambda problem, delay: self._down(problem, delay))
         self._set_up(False, "stopped")
+
+    def _down(self, problem: str, delay: float) -> None:
+        self.store.count_source_error(SOURCE)
+        self._set_up(False, problem, retry_in=round(delay, 2))
 
     def _set_up(self, up: bool, problem: str = "", **fields: object) -> None:
         self.store.set_source(SOURCE, up=up)
@@ -110,6 +115,9 @@ class DockerWatcher:
     def _session(self) -> None:
         client = self._client = self.breaker.call(self._connect)
         now = self.clock()
+        if self.engine == "podman":
+            self._podman_session(client, now)
+            return
         if self._last_nano:
             since = (self._last_nano - REPLAY_WINDOW_NS) / 1e9
             self._consume(client.events(since=_since(since), until=_since(now),
@@ -128,7 +136,38 @@ class DockerWatcher:
         client = self._client_factory()
         client.ping()
         self._clock_offset = self._engine_clock_offset(client)
+        self._detect_engine(client)
         return client
+
+    def _podman_session(self, client: Any, now: float) -> None:
+        """Podman 4 answers a `since`+`until` replay with nothing: open the stream from the
+        last event seen first, relist, then read it; what the relist already shows is
+        recognised as such (its events are stamped before the inspect was sent)."""
+        since = (self._last_nano - REPLAY_WINDOW_NS) / 1e9 if self._last_nano else now
+        self._stream = client.events(since=_since(since), filters=self._filters(), decode=False)
+        self._relist(client)
+        self.syncs += 1
+        self.store.set_source(SOURCE, synced=True)
+        self._set_up(True, containers=len(self._ids), engine=self.engine)
+        if self._stop.is_set():
+            self._close_stream()
+            return
+        self._consume(self._stream)
+
+    def _detect_engine(self, client: Any) -> None:
+        """Docker or Podman (its /version names a "Podman Engine" component): logged once, exported."""
+        try:
+            version = client.version() or {}
+        except Exception:
+            return
+        components = {c.get("Name", ""): c.get("Version", "") for c in version.get("Components") or []
+                      if isinstance(c, dict)}
+        engine, release = ("podman", components["Podman Engine"]) if "Podman Engine" in components else (
+            "docker", components.get("Engine", version.get("Version", "")))
+        if engine != self.engine:
+            log.info("container engine detected", extra={"fields": {"engine": engine, "version": release}})
+        self.engine = engine
+        self.store.set_source(SOURCE, engine=engine, engine_version=str(release))
 
     def _engine_clock_offset(self, client: Any) -> float:
         """Engine clock minus ours, erring early: event times say what an inspect already shows."""
@@ -140,7 +179,8 @@ class DockerWatcher:
 
     @staticmethod
     def _filters() -> dict[str, list[str]]:
-        return {"type": ["container", "network"], "event": [*CONTAINER_ACTIONS, *NETWORK_ACTIONS]}
+        return {"type": ["container", "network"],
+                "event": [*CONTAINER_ACTIONS, *PODMAN_FILTER_ACTIONS, *NETWORK_ACTIONS]}
 
     def _relist(self, client: Any) -> None:
         """List every container, inspect each once, drop records of containers that are gone."""

@@ -92,8 +92,9 @@ def _newer(at: float | None, seen: float | None) -> bool:
 class PodMapper:
     """Maps pods to records; remembers each container's last raw status to skip unchanged ones."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, *, label_allowlist: tuple[str, ...] = ()) -> None:
         self.host = host
+        self.label_allowlist = label_allowlist
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], list[Any]]] = {}  # (status, node, keys, images)
 
@@ -120,8 +121,10 @@ class PodMapper:
         # the new image before the kubelet reports anything, so the images join the status here.
         images = [c.get("image") if type(c) is dict else None
                   for part in ("initContainers", "containers") for c in spec.get(part) or ()]
+        meta_kept = self._pod_meta(meta)
+        images.append(meta_kept)  # allow-listed labels and owners change records like images do
         last = self._pods.get((namespace, name))
-        if last is not None and last[0] == status and last[1] == node and last[3] == images:  # labels/annotations only
+        if last is not None and last[0] == status and last[1] == node and last[3] == images:  # other metadata only
             unchanged = [get(k) for k in last[2]]
             if None not in unchanged:
                 return unchanged  # type: ignore[return-value]
@@ -145,7 +148,8 @@ class PodMapper:
                 staged.append((key, (cs, pod_level)))
                 out.append(self._container(
                     key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
-                    pod_reason=pod_reason, pod_message=pod_message))
+                    pod_reason=pod_reason, pod_message=pod_message).evolve(
+                        pod_labels=meta_kept[0], owners=meta_kept[1], pod_primary=not out))
             if len(statuses) == len(specs):
                 continue  # the usual case: every container has its status
             have = {cs.get("name") for cs in statuses}
@@ -156,7 +160,8 @@ class PodMapper:
                     staged.append((key, None))
                     out.append(self._container(
                         key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
-                        node=node, pod_reason=pod_reason, pod_message=pod_message))
+                        node=node, pod_reason=pod_reason, pod_message=pod_message).evolve(
+                            pod_labels=meta_kept[0], owners=meta_kept[1], pod_primary=not out))
         for key, signature in staged:
             if signature is None:
                 seen.pop(key, None)
@@ -164,6 +169,15 @@ class PodMapper:
                 seen[key] = signature
         self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out), images)
         return out
+
+    def _pod_meta(self, meta: Mapping[str, Any]) -> tuple[dict[str, str], tuple[tuple[str, str, bool], ...]]:
+        """Allow-listed labels and the ownerReferences (kind, name, controller) of a pod."""
+        labels = meta.get("labels") or {}
+        kept = {k: _text(labels[k], f"metadata.labels.{k}") for k in self.label_allowlist if k in labels}
+        owners = tuple((_text(o.get("kind"), "ownerReferences.kind"), _text(o.get("name"), "ownerReferences.name"),
+                        o.get("controller") is True)
+                       for o in meta.get("ownerReferences") or () if type(o) is dict)
+        return kept, owners
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
                    init: bool, *, namespace: str, pod: str, node: str, pod_reason: str | None,

@@ -68,9 +68,10 @@ class KubernetesWatcher:
     def __init__(self, store: StateStore, registry: ResilienceRegistry, *, host: str,
                  api_factory: Callable[[], Any], namespaces: Iterable[str] = (), label_selector: str = "",
                  node: str = "", max_containers: int = 20000, reconnect_max_backoff: float = 30.0,
-                 watch_timeout: int = 300, request_timeout: float = 30.0) -> None:
+                 watch_timeout: int = 300, request_timeout: float = 30.0,
+                 label_allowlist: tuple[str, ...] = ()) -> None:
         self.store = store
-        self.mapper = PodMapper(host)
+        self.mapper = PodMapper(host, label_allowlist=label_allowlist)
         self.breaker = registry.breaker("kubernetes:api")
         self.backoff = FullJitter(min(0.5, reconnect_max_backoff), reconnect_max_backoff)
         self.scopes = [Scope(ns) for ns in dict.fromkeys(namespaces)] or [Scope()]
@@ -117,8 +118,12 @@ class KubernetesWatcher:
             self._session(api[0], scope)
 
         run_sessions(session, stop=self._stop, backoff=self.backoff, connected=lambda: scope.up,
-                     down=lambda problem, delay: self._set_up(scope, False, problem, retry_in=round(delay, 2)))
+                     down=lambda problem, delay: self._down(scope, problem, delay))
         self._set_up(scope, False, "stopped")
+
+    def _down(self, scope: Scope, problem: str, delay: float) -> None:
+        self.store.count_source_error(SOURCE)
+        self._set_up(scope, False, problem, retry_in=round(delay, 2))
 
     def _set_up(self, scope: Scope, up: bool, problem: str = "", **fields: object) -> None:
         changed, scope.up = up != scope.up, up

@@ -1,6 +1,7 @@
 """`python -m bench [name ...]`: run benchmarks and print one side-by-side table.
 
-Names: resilience (breaker vs pybreaker, retry vs tenacity), scrape (cached exposition vs
+Names: resilience (breaker vs pybreaker, retry vs tenacity), library (decorators and keyed
+breakers at 10,000 keys vs pybreaker and tenacity, keyed-breaker memory), scrape (cached exposition vs
 client_python), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
 scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
 vs naive writes, read by node_exporter), kube (pod list + 50k watch events through the official
@@ -11,7 +12,9 @@ on a private dockerd), soak (~1.5 min: 10k container churn without leaks, 100k-e
 loss, 60 s of hypothesis fuzzing; `python -m bench.soak --seconds 600` fuzzes longer),
 dockerd_kill (root, ~2-3 min: dockerd SIGKILLed and restarted 20 times in a crash storm, counters
 equal the engine's), kube_storm (5 min: watch drops and 410 Gone every few seconds under pod
-churn, 0 stale pods).
+churn, 0 stale pods), http_attack (~4 min: issue 16's attacks on the HTTP server, ours vs the
+server before the hardening vs cheroot: idle-connection flood under ulimit -n 1024, 50
+new-connection scrapers, a silent TLS client; scrape latency and RSS).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -23,8 +26,8 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
-          "footprint", "soak", "dockerd_kill", "kube_storm")
+SUITES = ("resilience", "library", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
+          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom")
 
 
 def main() -> int:

@@ -13,7 +13,8 @@ from exporter.metrics.textfile import collisions, render_textfile
 from exporter.resilience import REGISTRY, ResilienceRegistry, RetryBudget
 from exporter.sources import Source, build_sources
 from exporter.state import StateStore
-from exporter.web.server import ExporterHTTPServer, serve_in_thread
+from exporter.web.limits import connection_cap, raise_open_file_limit
+from exporter.web.server import ExporterHTTPServer, HTTPLimits, serve_in_thread
 from exporter.web.status import device_docs, events_document, state_document
 from exporter.web.webconfig import load_web_config
 
@@ -60,12 +61,16 @@ class Exporter:
         # Sources register before the port opens, so /readyz is 503 until their first list.
         self.sources = build_sources(self.config, self.store, self.registry)
         host, port = self.config.web.listen_address.host_port
-        security = load_web_config(self.config.web.config_file) if self.config.web.config_file else None
+        web = self.config.web
+        security = load_web_config(web.config_file) if web.config_file else None
         agents, probes = device_docs(self.device)
+        limits = HTTPLimits(max_connections=connection_cap(web.max_connections, raise_open_file_limit()),
+                            max_requests=web.max_requests, read_header_timeout=float(web.read_header_timeout),
+                            idle_timeout=float(web.idle_timeout))
         self.server = ExporterHTTPServer(
-            (host, port), self.exposition, telemetry_path=self.config.web.telemetry_path, ready=self.store.ready,
+            (host, port), self.exposition, telemetry_path=web.telemetry_path, ready=self.store.ready,
             state=lambda: state_document(self.store, self.registry, host=self.config.host, agents=agents, probes=probes),
-            events=lambda **query: events_document(self.store, **query), security=security)
+            events=lambda **query: events_document(self.store, **query), security=security, limits=limits)
         serve_in_thread(self.server)
         log.info("listening", extra={"fields": {
             "address": f"{self.address[0]}:{self.address[1]}", "telemetry_path": self.config.web.telemetry_path,

@@ -15,8 +15,8 @@ import threading
 import typing
 from typing import Sequence
 
-from exporter import __version__, logs
-from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load, read_file
+from exporter import __version__, build_revision, logs
+from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load
 
 log = logging.getLogger("exporter")
 
@@ -40,11 +40,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag_name(path), *FLAG_ALIASES.get(path, ()), **kwargs)
 
 
+class VersionAction(argparse.Action):
+    """--version: the revision is looked up only when asked (a checkout asks git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: typing.Any) -> None:
+        print(f"resilience-exporter {__version__} (revision {build_revision()})")  # stdout, like argparse's
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resilience-exporter",
         description="Failure states, retries and circuit breakers of Docker and Kubernetes workloads, for Prometheus.")
-    parser.add_argument("--version", action="version", version=f"resilience-exporter {__version__}")
+    parser.add_argument("--version", action=VersionAction, nargs=0, help="Show the version and build revision, then exit.")
     _add_config_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="Run the exporter (the default).")
@@ -103,12 +111,26 @@ def _flag_values(args: argparse.Namespace) -> dict[str, str]:
     return {path: getattr(args, path) for path, _, _ in leaves() if getattr(args, path, None) is not None}
 
 
+def validate(config: Config) -> None:
+    """What serve and agent check before they start, beyond the schema: the web config file it
+    points to and the agent's schedule. ConfigError or ValueError (one line) on the first problem."""
+    if config.web.config_file:
+        from exporter.web.webconfig import load_web_config
+
+        load_web_config(config.web.config_file)
+    if config.agent.command or config.agent.cron:
+        from exporter.device.schedule import build_trigger
+
+        build_trigger(every=float(config.agent.every), jitter=float(config.agent.jitter), cron=config.agent.cron)
+
+
 def check_config(path: str) -> int:
+    """Exactly what serve and agent would accept with this file and the environment; exit 2 if not."""
     try:
-        read_file(path)
-    except ConfigError as exc:
+        validate(load(file=path, environ=os.environ))
+    except ValueError as exc:  # ConfigError included
         print(exc, file=sys.stderr)
-        return 1
+        return 2
     print(f"{path}: OK")
     return 0
 
@@ -119,17 +141,21 @@ def serve(config: Config) -> int:
     exporter = Exporter(config)
     try:
         exporter.start()
+    except ConfigError as exc:  # the web config file
+        print(f"resilience-exporter: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("cannot listen", extra={"fields": {"address": config.web.listen_address, "err": exc}})
         return 1
 
-    _wait_for_signal()
+    failure = _wait_for_signal(exporter.device.failure)
     exporter.stop()
-    return 0
+    return 1 if failure else 0
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT, logging which one arrived."""
+def _wait_for_signal(failure: typing.Callable[[], str | None] = lambda: None) -> str | None:
+    """Block until SIGTERM or SIGINT (logged), or until `failure()` names a part that stopped on its
+    own: then log it as an error and return it, so the process exits instead of idling silently."""
     received = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -139,7 +165,17 @@ def _wait_for_signal() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     while not received.wait(1.0):
-        pass
+        problem = failure()
+        if problem:
+            log.error("stopping: a part stopped on its own", extra={"fields": {"problem": problem}})
+            return problem
+    return None
+
+
+def _log_thread_failure(args: threading.ExceptHookArgs) -> None:
+    """One log line instead of a traceback on stderr when a background thread dies."""
+    log.error("thread stopped by an error", extra={"fields": {
+        "thread": args.thread.name if args.thread else "?", "err": f"{args.exc_type.__name__}: {args.exc_value}"}})
 
 
 def agent(config: Config, *, once: bool) -> int:
@@ -166,12 +202,37 @@ def agent(config: Config, *, once: bool) -> int:
     side.attach_textfile(lambda writer: render_textfile(collectors, writer), agent_textfile_name(config.agent.name),
                         periodic=False, check=collisions)
     if once:
-        return side.run_once()
+        return _run_once(side)
     side.start()
-    _wait_for_signal()
+    failure = _wait_for_signal(side.failure)
     side.stop()
     log.info("stopped")
-    return 0
+    return 1 if failure else 0
+
+
+def _run_once(side: typing.Any) -> int:
+    """`agent run-once`: SIGTERM/SIGINT are forwarded to the agent's process group (SIGKILL after
+    agent.kill_grace), and we exit 128+signal with one line saying so, never leaving the group."""
+    received: list[signal.Signals] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum)
+        if not received:
+            received.append(sig)
+        side.runner.cancel(sig)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = side.run_once()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        sig = received[0]
+        print(f"resilience-exporter: agent run-once: received {sig.name}; stopped the agent's process group "
+              f"(SIGKILL after {float(side.config.agent.kill_grace):g}s if it did not exit)", file=sys.stderr)
+        return 128 + sig
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,10 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags["agent.command"] = command
     try:
         config = load(file=args.config, environ=os.environ, flags=flags)
-    except ConfigError as exc:
+        validate(config)
+    except ValueError as exc:  # ConfigError included
         print(f"resilience-exporter: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log.level, config.log.format)
+    threading.excepthook = _log_thread_failure
     if args.command == "agent":
         return agent(config, once=args.mode == "run-once")
     return serve(config)

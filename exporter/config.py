@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import socket
 import typing
@@ -18,9 +19,12 @@ from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
 import yaml
 
 from exporter.device.failures import FLEET_EXIT_CODES, FailureTypes
+from exporter.printable import printable
 
 ENV_PREFIX = "RESILIENCE_EXPORTER_"
 DEFAULT_PORT = 10099
+MAX_SECONDS = 10 * 365 * 86400.0   # any longer duration is a typo; APScheduler's datetimes overflow on huge ones
+MAX_INT = 10**9                    # every integer setting is a count, a size or an exit code
 
 
 class ConfigError(ValueError):
@@ -29,7 +33,7 @@ class ConfigError(ValueError):
     def __init__(self, origin: str, path: str, problem: str) -> None:
         self.origin, self.path, self.problem = origin, path, problem
         where = f"{origin}: {path}" if path else origin
-        super().__init__(f"{where}: {problem}")
+        super().__init__(printable(f"{where}: {problem}"))  # one line, whatever the key or value holds
 
 
 class Duration(float):
@@ -88,8 +92,9 @@ class UrlPath(str):
 
 
 # --- schema ------------------------------------------------------------------------------
-def _doc(text: str) -> dict[str, str]:
-    return {"doc": text}
+def _doc(text: str, **bounds: float) -> dict[str, Any]:
+    """Field metadata: the help text and bounds checked by the validator (ge, gt, le)."""
+    return {"doc": text, **bounds}
 
 
 @dataclass
@@ -99,6 +104,16 @@ class WebConfig:
     telemetry_path: UrlPath = field(default=UrlPath("/metrics"), metadata=_doc("Path under which to expose metrics."))
     config_file: str = field(default="", metadata=_doc(
         "exporter-toolkit web config file (TLS certificate/key, basic_auth_users with bcrypt hashes)."))
+    max_connections: int = field(default=1024, metadata=_doc(
+        "Open connections at most; at the cap the longest-waiting idle one is closed (lowered to fit the open-file limit).",
+        ge=1))
+    max_requests: int = field(default=40, metadata=_doc(
+        "Requests answered at once (like node_exporter's --web.max-requests); more wait up to 1 s, then get 503; "
+        "0: no cap.", ge=0))
+    read_header_timeout: Duration = field(default=Duration(10), metadata=_doc(
+        "Time a client has to send each part of its request headers (and the TLS handshake).", gt=0))
+    idle_timeout: Duration = field(default=Duration(60), metadata=_doc(
+        "Time a kept-alive connection may wait for its next request.", gt=0))
 
 
 @dataclass
@@ -121,11 +136,11 @@ class PullGuardConfig:
         "Desired images, a YAML list of {image, pull_policy} (file only)."))
     images_from: Literal["", "containers"] = field(default="", metadata=_doc(
         "Also guard the images of the host's containers."))
-    interval: Duration = field(default=Duration(10), metadata=_doc("Time between reconcile passes."))
+    interval: Duration = field(default=Duration(10), metadata=_doc("Time between reconcile passes.", gt=0))
     max_manifest_attempts: int = field(default=10, metadata=_doc(
-        "Failed pulls of a missing tag/manifest before it is marked terminal."))
-    backoff_initial: Duration = field(default=Duration(10), metadata=_doc("First back-off after a failed pull."))
-    backoff_max: Duration = field(default=Duration(300), metadata=_doc("Back-off cap (doubling from initial)."))
+        "Failed pulls of a missing tag/manifest before it is marked terminal.", ge=1))
+    backoff_initial: Duration = field(default=Duration(10), metadata=_doc("First back-off after a failed pull.", gt=0))
+    backoff_max: Duration = field(default=Duration(300), metadata=_doc("Back-off cap (doubling from initial).", gt=0))
 
 
 @dataclass
@@ -133,10 +148,10 @@ class DockerConfig:
     enabled: Literal["auto", "true", "false"] = field(default="auto", metadata=_doc(
         "Watch a Docker engine; auto = when docker.host or DOCKER_HOST is set or /var/run/docker.sock exists."))
     host: str = field(default="", metadata=_doc("Engine address (default: DOCKER_HOST, else unix:///var/run/docker.sock)."))
-    max_containers: int = field(default=5000, metadata=_doc("Cap on tracked containers; more are counted as dropped."))
+    max_containers: int = field(default=5000, metadata=_doc("Cap on tracked containers; more are counted as dropped.", ge=1))
     label_allowlist: list[str] = field(default_factory=list, metadata=_doc(
         "Container labels copied into workload_container_labels (none by default)."))
-    reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects."))
+    reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects.", gt=0))
     pull_guard: PullGuardConfig = field(default_factory=PullGuardConfig)
 
 
@@ -150,25 +165,26 @@ class KubernetesConfig:
     label_selector: str = field(default="", metadata=_doc('Pod label selector, e.g. "app.kubernetes.io/part-of=shop".'))
     node: str = field(default="", metadata=_doc(
         "Watch only this node's pods (fieldSelector spec.nodeName), for a DaemonSet: $(NODE_NAME)."))
-    max_containers: int = field(default=20000, metadata=_doc("Cap on tracked containers; more are counted as dropped."))
+    max_containers: int = field(default=20000, metadata=_doc("Cap on tracked containers; more are counted as dropped.", ge=1))
     label_allowlist: list[str] = field(default_factory=list, metadata=_doc(
         "Pod labels copied into workload_pod_labels (none by default), like kube_pod_labels."))
-    reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects."))
+    reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects.", gt=0))
 
 
 @dataclass
 class ResilienceConfig:
     retry_budget_ratio: float = field(default=0.1, metadata=_doc(
-        "Share of calls that may be retries, process-wide (SRE book retry budget)."))
-    breaker_failure_threshold: int = field(default=5, metadata=_doc("Failures in the window that open a breaker."))
-    breaker_window: Duration = field(default=Duration(60), metadata=_doc("Sliding window for counting failures."))
-    breaker_open_timeout: Duration = field(default=Duration(30), metadata=_doc("Time a breaker stays open before a trial call."))
-    breaker_success_threshold: int = field(default=2, metadata=_doc("Trial successes that close a half-open breaker."))
+        "Share of calls that may be retries, process-wide (SRE book retry budget).", ge=0, le=1))
+    breaker_failure_threshold: int = field(default=5, metadata=_doc("Failures in the window that open a breaker.", ge=1))
+    breaker_window: Duration = field(default=Duration(60), metadata=_doc("Sliding window for counting failures.", gt=0))
+    breaker_open_timeout: Duration = field(default=Duration(30), metadata=_doc(
+        "Time a breaker stays open before a trial call.", gt=0))
+    breaker_success_threshold: int = field(default=2, metadata=_doc("Trial successes that close a half-open breaker.", ge=1))
 
 
 @dataclass
 class StateConfig:
-    transitions_kept: int = field(default=1000, metadata=_doc("Recent transitions kept for the status view."))
+    transitions_kept: int = field(default=1000, metadata=_doc("Recent transitions kept for the status view.", ge=0))
 
 
 @dataclass
@@ -179,25 +195,26 @@ class AgentConfig:
         "Agent command and its arguments; empty runs no agent."))
     name: str = field(default="role-agent", metadata=_doc(
         'Agent name: breaker circuit_breaker_state{name="agent:<name>"}, health.json, textfile name.'))
-    every: Duration = field(default=Duration(300), metadata=_doc("Run interval (first run at start)."))
+    every: Duration = field(default=Duration(300), metadata=_doc("Run interval (first run at start).", gt=0))
     jitter: Duration = field(default=Duration(0), metadata=_doc("Random delay added to each interval run."))
     cron: str = field(default="", metadata=_doc('Cron expression used instead of every, e.g. "*/5 * * * *".'))
     timeout: Duration = field(default=Duration(600), metadata=_doc(
-        "Run time after which the agent's whole process group is killed (exit code 124, failure type timeout)."))
-    kill_grace: Duration = field(default=Duration(5), metadata=_doc("Time between SIGTERM and SIGKILL on timeout."))
+        "Run time after which the agent's whole process group is killed (exit code 124, failure type timeout).", gt=0))
+    kill_grace: Duration = field(default=Duration(5), metadata=_doc("Time between SIGTERM and SIGKILL on timeout.", le=3600))
     exit_codes: dict[int, str] = field(default_factory=lambda: dict(FLEET_EXIT_CODES), metadata=_doc(
         "Exit code -> failure type; unmapped codes become exit_<n>."))
     transient_failures: list[str] = field(default_factory=lambda: ["compose_failed"], metadata=_doc(
         "Failure types retried within a run."))
-    max_attempts: int = field(default=2, metadata=_doc("Attempts per run for transient failure types."))
+    max_attempts: int = field(default=2, metadata=_doc("Attempts per run for transient failure types.", ge=1, le=100))
     retry_backoff: Duration = field(default=Duration(30), metadata=_doc(
         "First retry delay (full jitter, doubling, capped at 8x)."))
-    stderr_lines: int = field(default=20, metadata=_doc("Last lines of stderr kept for health.json."))
+    stderr_lines: int = field(default=20, metadata=_doc("Last lines of stderr kept for health.json.", ge=0, le=1000))
     health_file: str = field(default="", metadata=_doc("Path of health.json; empty writes none."))
-    breaker_failure_threshold: int = field(default=3, metadata=_doc("Failed runs in the window that open the agent's breaker."))
-    breaker_window: Duration = field(default=Duration(3600), metadata=_doc("Window for counting failed runs."))
+    breaker_failure_threshold: int = field(default=3, metadata=_doc(
+        "Failed runs in the window that open the agent's breaker.", ge=1))
+    breaker_window: Duration = field(default=Duration(3600), metadata=_doc("Window for counting failed runs.", gt=0))
     breaker_open_timeout: Duration = field(default=Duration(1800), metadata=_doc(
-        "Time runs are suspended before a trial run."))
+        "Time runs are suspended before a trial run.", gt=0))
 
     def __post_init__(self) -> None:
         FailureTypes(self.exit_codes)  # ValueError names the bad code or type
@@ -218,7 +235,7 @@ class TextfileConfig:
         "node_exporter's --collector.textfile.directory; empty writes no textfile."))
     file: str = field(default="", metadata=_doc(
         "File name ending in .prom (default resilience_exporter.prom, or role_agent_<name>.prom for `agent`)."))
-    interval: Duration = field(default=Duration(60), metadata=_doc("How often serve writes the whole registry."))
+    interval: Duration = field(default=Duration(60), metadata=_doc("How often serve writes the whole registry.", gt=0))
 
 
 @dataclass
@@ -237,8 +254,10 @@ class ProbeConfig:
             raise ValueError(f"name: expected letters, digits, '_', '-' or '.', got {self.name!r}")
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url: expected an http:// or https:// URL, got {self.url!r}")
-        if not (self.interval > 0 and self.timeout > 0 and self.attempts >= 1):
-            raise ValueError("interval and timeout must be > 0 and attempts >= 1")
+        if not (self.interval > 0 and self.timeout > 0 and 1 <= self.attempts <= 100):
+            raise ValueError("interval and timeout must be > 0 and attempts between 1 and 100")
+        if not 100 <= self.expected_status <= 599:
+            raise ValueError(f"expected_status: expected an HTTP status between 100 and 599, got {self.expected_status}")
 
 
 @dataclass
@@ -299,7 +318,7 @@ def _describe(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> Any:
     """Check `value` against `tp`; text from env/flags is parsed into the type first."""
     def fail() -> ConfigError:
-        return ConfigError(origin, path, f"expected {_describe(tp)}, got {value!r}")
+        return ConfigError(origin, path, f"expected {_describe(tp)}, got {_short(value)}")
 
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -329,8 +348,17 @@ def _coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> 
         if from_text and isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         raise fail()
-    if tp is Duration and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return Duration(value)
+    if tp is Duration:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_SECONDS:
+            return Duration(value)
+        if isinstance(value, str):
+            try:
+                parsed = Duration.parse(value)
+            except (ValueError, OverflowError):
+                raise fail() from None
+            if parsed <= MAX_SECONDS:
+                return parsed
+        raise ConfigError(origin, path, f"expected {_describe(tp)} up to 10 years, got {_short(value)}")
     if hasattr(tp, "parse"):
         if isinstance(value, str):
             try:
@@ -339,25 +367,58 @@ def _coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> 
                 raise fail() from None
         raise fail()
     if tp is int:
-        if from_text and isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if from_text and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail()
+        if -MAX_INT <= value <= MAX_INT:
             return value
-        raise fail()
+        raise ConfigError(origin, path, f"expected an integer between -{MAX_INT} and {MAX_INT}, got {_short(value)}")
     if tp is float:
+        number = value
         if from_text and isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise fail() from None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            try:
+                number = float(number)
+            except OverflowError:
+                raise fail() from None
+            if math.isfinite(number):
+                return number
+            raise ConfigError(origin, path, f"expected a finite number, got {_short(value)}")
         raise fail()
     if tp is str:
         if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a non-UTF-8 env value or flag arrives with surrogate escapes
+                raise ConfigError(origin, path, "expected UTF-8 text, got undecodable bytes") from None
             return value
         raise fail()
     raise ConfigError(origin, path, f"unsupported type {tp}")  # schema bug
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() of a bad value, cut so a 5,000-digit number or a huge list stays one readable line."""
+    try:
+        text = repr(float(value) if isinstance(value, Duration) else value)
+    except ValueError:  # an int too long for repr (Python's 4,300-digit limit)
+        return "a number with more than 4300 digits"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _check_bounds(value: Any, f: dataclasses.Field, origin: str, path: str) -> None:
+    """The field's `ge`/`gt`/`le` bounds from its metadata."""
+    meta = f.metadata
+    if "ge" in meta and not value >= meta["ge"]:
+        raise ConfigError(origin, path, f"expected a value >= {meta['ge']:g}, got {_short(value)}")
+    if "gt" in meta and not value > meta["gt"]:
+        raise ConfigError(origin, path, f"expected a value > {meta['gt']:g}, got {_short(value)}")
+    if "le" in meta and not value <= meta["le"]:
+        raise ConfigError(origin, path, f"expected a value <= {meta['le']:g}, got {_short(value)}")
 
 
 def _build(cls: type, data: Mapping[str, Any], origin: str, prefix: str, *,
@@ -367,8 +428,12 @@ def _build(cls: type, data: Mapping[str, Any], origin: str, prefix: str, *,
         if key not in hints:
             close = difflib.get_close_matches(str(key), list(hints), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(hints)})"
-            raise ConfigError(origin, _join(prefix, str(key)), "unknown key" + hint)
+            raise ConfigError(origin, _join(prefix, _short(key, 40) if not isinstance(key, str) else key[:60]),
+                              "unknown key" + hint)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {k: _coerce(v, hints[k], origin, _join(prefix, k), from_text=from_text) for k, v in data.items()}
+    for k, v in kwargs.items():
+        _check_bounds(v, fields[k], origin, _join(prefix, k))
     try:
         return cls(**kwargs)
     except ValueError as exc:  # a section's own cross-field check (__post_init__)
@@ -413,24 +478,49 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_file(path: str | Path) -> dict[str, Any]:
-    """Parse and validate a YAML file; returns its raw mapping (validated against the schema)."""
+MAX_FILE_BYTES = 1 << 20  # a config or web config file is a few kilobytes
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ConfigError (one line) for anything else.
+
+    Shared by the config file and the web config file: unreadable, too big, not UTF-8, invalid
+    YAML, nested too deep, numbers too long for Python to read, or not a mapping.
+    """
     origin = str(path)
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(origin, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(origin, "", f"expected a file of at most {MAX_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(origin, "", f"expected UTF-8 text, got an undecodable byte at offset {exc.start}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(origin, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(origin, where, f"invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(origin, "", "invalid YAML: nested too deep") from None
+    except (ValueError, OverflowError):  # PyYAML's int() of a 5,000-digit number
+        raise ConfigError(origin, "", "invalid YAML value: a number with more than 4300 digits") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(origin, "", f"expected a mapping at the top level, got {type(data).__name__}")
-    _build(Config, data, origin, "")
+    return data
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """Parse and validate a YAML file; returns its raw mapping (validated against the schema)."""
+    data = read_yaml(path)
+    _build(Config, data, str(path), "")
     return data
 
 
@@ -443,13 +533,15 @@ def load(*, file: str | Path | None = None, environ: Mapping[str, str] | None = 
     """
     merged: dict[str, Any] = read_file(file) if file else {}
     environ = environ or {}
-    by_path = {path: tp for path, tp, _ in leaves()}
+    by_path = {path: (tp, f) for path, tp, f in leaves()}
     for layer_name, values in (("env", {p: environ[env_name(p)] for p in by_path if env_name(p) in environ}),
                                ("flag", dict(flags or {}))):
         layer: dict[str, Any] = {}
         for path, text in values.items():
             origin = f"env {env_name(path)}" if layer_name == "env" else f"flag {flag_name(path)}"
-            value = _coerce(text, by_path[path], origin, "", from_text=True)
+            tp, f = by_path[path]
+            value = _coerce(text, tp, origin, "", from_text=True)
+            _check_bounds(value, f, origin, "")
             _set(layer, path, value)
         merged = _merge(merged, layer)
     return _build(Config, merged, "config", "")

@@ -12,6 +12,7 @@ from typing import Any, Callable, TextIO
 
 import requests
 
+from exporter.printable import printable
 from exporter.web import humanize
 
 
@@ -22,6 +23,7 @@ def fetch(url: str, *, verify: bool | str = True, timeout: float = 10.0) -> dict
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
+    rows = [[printable(str(c)) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
@@ -68,7 +70,7 @@ def render(state: dict[str, Any], *, wide: bool = False, now: float | None = Non
     down = [s["name"] for s in state.get("sources", []) if not s.get("up")]
     if down:
         out.append("")
-        out.append(f"WARNING: source down: {', '.join(down)}")
+        out.append(printable(f"WARNING: source down: {', '.join(down)}"))
     return "\n".join(out)
 
 

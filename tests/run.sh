@@ -13,7 +13,7 @@ declare -A ENGINES=(
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter [podman]=podman
   [victoria-metrics]=victoria-metrics [vmagent]=victoria-metrics [vmalert]=victoria-metrics
   [qemu-aarch64-static]=qemu-user-static [kubectl]=kubernetes-client
-  [systemd-analyze]=systemd
+  [systemd-analyze]=systemd [docker-compose]=docker-compose
 )
 
 missing() {

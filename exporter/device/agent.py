@@ -8,6 +8,7 @@ with the library's RetryPolicy. Results land in `AgentStatus` and the after-run 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from typing import Callable, Sequence
@@ -46,6 +47,7 @@ class AgentRunner:
         self.transient = frozenset(config.transient_failures)
         self.wall = wall
         self._cancel = threading.Event()
+        self._cancel_signal = signal.SIGTERM
         self.breaker = registry.breaker(
             f"agent:{config.name}", failure_threshold=config.breaker_failure_threshold,
             window=float(config.breaker_window), open_timeout=float(config.breaker_open_timeout),
@@ -75,7 +77,7 @@ class AgentRunner:
         def attempt() -> ProcessOutcome:
             outcome = run_command(self.command, timeout=float(self.config.timeout),
                                   stderr_lines=self.config.stderr_lines, kill_grace=float(self.config.kill_grace),
-                                  cancel=self._cancel, wall=self.wall)
+                                  cancel=self._cancel, wall=self.wall, cancel_signal=lambda: self._cancel_signal)
             attempts.append(outcome)
             failure_type = "cancelled" if outcome.cancelled else self.failures.of(outcome.exit_code)
             if failure_type is not None:
@@ -119,8 +121,10 @@ class AgentRunner:
                       stderr=run.stderr_tail[-1] if run.stderr_tail else "")
         log.warning("agent run failed", extra={"fields": fields})
 
-    def cancel(self) -> None:
-        """Kill a run in progress (its process group) and stop retrying; used on shutdown."""
+    def cancel(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Kill a run in progress (`sig` to its process group, SIGKILL after the grace) and stop
+        retrying; used on shutdown and to forward a signal `run-once` received."""
+        self._cancel_signal = sig
         self._cancel.set()
 
 

@@ -4,12 +4,18 @@ node_exporter's textfile collector and health.json readers must never see half a
 when this process is killed mid-write: write a temp file in the same directory (its name does
 not end in `.prom`, so node_exporter ignores it), flush, fsync, chmod 0644, rename over the
 target, fsync the directory so the rename itself survives a power cut.
+
+The temp file gets an unpredictable name and is created with O_EXCL | O_NOFOLLOW (what
+tempfile.mkstemp does), so a link planted in the directory is never followed: a root-run agent
+cannot be made to overwrite a file elsewhere. rename() replaces a link at the target itself.
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import secrets
+import stat
 import threading
 from pathlib import Path
 from typing import Callable
@@ -37,10 +43,8 @@ def replace_atomically(target: Path, data: bytes, *, mode: int = 0o644, opener: 
     On any error the temp file is removed and `target` is left as it was; the OSError is raised.
     """
     directory = target.parent
-    temp = directory / f"{temp_prefix(target)}{os.getpid()}"
-    fd = -1
+    temp, fd = _create_temp(target, opener)
     try:
-        fd = opener(str(temp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
@@ -53,12 +57,46 @@ def replace_atomically(target: Path, data: bytes, *, mode: int = 0o644, opener: 
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        _unlink_quietly(temp)  # our own fresh temp
         raise
     fsync_directory(directory)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create_temp(target: Path, opener: Opener) -> tuple[Path, int]:
+    """A new file `.name.tmp-<pid>-<random>` next to `target`; never an existing name or a link."""
+    for _ in range(100):
+        temp = target.parent / f"{temp_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            return temp, opener(str(temp), _CREATE)
+        except FileExistsError:  # a planted file or link under this name: pick another
+            continue
+        except OSError:  # ENOSPC, EROFS...: leave no half-made temp behind
+            _unlink_quietly(temp)
+            raise
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target.parent))
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def warn_if_others_can_plant(directory: Path) -> None:
+    """As root, a directory others may write to (without the sticky bit) lets them swap files under us."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return
+    others_write = st.st_mode & 0o002 and not st.st_mode & stat.S_ISVTX
+    if os.geteuid() == 0 and (others_write or st.st_uid != 0):
+        log.warning("writing as root into a directory another user controls; give it to root (0755) or run "
+                    "as an unprivileged user", extra={"fields": {"directory": str(directory), "owner_uid": st.st_uid,
+                                                                 "mode": oct(st.st_mode & 0o7777)}})
 
 
 def fsync_directory(directory: Path) -> None:
@@ -111,6 +149,7 @@ class AtomicFile:
         self.writes_total = 0
         self._failing = False
         remove_stale_temps(self.path)
+        warn_if_others_can_plant(self.path.parent)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"

@@ -105,6 +105,10 @@ class DeviceSide:
         run = snap.last_run
         return run.exit_code if run is not None and snap.rejected_reason is None else 1
 
+    def failure(self) -> str | None:
+        """A part that stopped on its own (the agent's schedule); the process must not go on silently."""
+        return self.scheduler.failure() if self.scheduler is not None else None
+
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()

@@ -86,20 +86,53 @@ class HealthFile(AtomicFile):
         super().__init__(path, lambda: (json.dumps(document(), indent=2) + "\n").encode(), kind="health.json")
 
 
+MAX_HEALTH_BYTES = 1 << 20
+MAX_COUNT = 2**53  # counters stay exact in JSON readers (JavaScript, jq)
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_COUNT
+
+
 def read_counters(path: str | Path) -> dict[str, Any] | None:
-    """The previous health.json's counters, or None when absent or unreadable (then start at 0)."""
+    """The previous health.json's counters, or None when absent or unusable (then start at 0).
+
+    A file we cannot trust (wrong types, negative or huge counters, not JSON, too big) is logged
+    once and ignored; the run's own write then replaces it. It never stops the run.
+    """
     try:
-        doc = json.loads(Path(path).read_text())
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_HEALTH_BYTES + 1)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable previous health.json", extra={"fields": {"path": str(path), "err": exc}})
-        return None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or not isinstance(doc.get("runs"), dict):
-        return None
+    except OSError as exc:
+        return _ignore(path, f"cannot read: {exc.strerror or exc}")
+    if len(raw) > MAX_HEALTH_BYTES:
+        return _ignore(path, f"larger than {MAX_HEALTH_BYTES} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        return _ignore(path, f"not a JSON document ({type(exc).__name__})")
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        return _ignore(path, f"expected a mapping with schema_version {SCHEMA_VERSION}")
+    runs = doc.get("runs")
+    if not isinstance(runs, dict) or not all(isinstance(k, str) and _count(v) for k, v in runs.items()):
+        return _ignore(path, "runs: expected a mapping of result to a count >= 0")
+    failures = doc.get("consecutive_failures") or 0
+    if not _count(failures):
+        return _ignore(path, f"consecutive_failures: expected a count >= 0, got {str(failures)[:40]!r}")
+    last = doc.get("last_failure_type")
+    if last is not None and not (isinstance(last, str) and len(last) <= 64):
+        return _ignore(path, "last_failure_type: expected a failure type name or null")
     # The interval of a scheduled agent only (its next_run is set): one that is now run by a
     # timer must not keep an old schedule's threshold for ever.
     interval = doc.get("interval_seconds") if doc.get("next_run") is not None else None
-    return {"runs": doc["runs"], "consecutive_failures": int(doc.get("consecutive_failures") or 0),
-            "last_failure_type": doc.get("last_failure_type"),
-            "interval": float(interval) if type(interval) in (int, float) and interval > 0 else None}
+    usable = type(interval) in (int, float) and 0 < interval < float("inf")
+    return {"runs": runs, "consecutive_failures": failures, "last_failure_type": last,
+            "interval": float(interval) if usable else None}
+
+
+def _ignore(path: str | Path, problem: str) -> None:
+    log.warning("ignoring the previous health.json; counters start at 0 and the file is replaced after this run",
+                extra={"fields": {"path": str(path), "problem": problem}})
+    return None

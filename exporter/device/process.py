@@ -22,6 +22,7 @@ EXIT_TIMEOUT = 124          # GNU timeout's convention for "ran out of time"
 EXIT_NOT_EXECUTABLE = 126   # shell convention
 EXIT_NOT_FOUND = 127        # shell convention
 MAX_LINE = 500              # characters kept per stderr line, so health.json stays small
+MAX_LINE_BYTES = 4096       # read at most this much of a line at a time; the rest is skipped
 _POLL = 0.05
 
 
@@ -60,16 +61,25 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _read_tail(stream: IO[bytes], tail: deque[str]) -> None:
-    for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        tail.append(line if len(line) <= MAX_LINE else line[:MAX_LINE] + "…")
+    """Keep the last lines of `stream`, each cut to MAX_LINE characters, reading at most
+    MAX_LINE_BYTES at a time: one 400 MB line costs 4 KiB of memory, not 400 MB."""
+    continuing = False  # inside a line whose head is already kept
+    for raw in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
+        complete = raw.endswith(b"\n")
+        if not continuing:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            cut = len(line) > MAX_LINE or not complete and len(raw) == MAX_LINE_BYTES
+            tail.append(line[:MAX_LINE] + "…" if cut else line)
+        continuing = not complete
     stream.close()
 
 
 def run_command(command: Sequence[str], *, timeout: float, stderr_lines: int = 20, kill_grace: float = 5.0,
                 cancel: threading.Event | None = None, wall: Callable[[], float] = time.time,
-                monotonic: Callable[[], float] = time.monotonic) -> ProcessOutcome:
-    """Run `command` to completion or `timeout`; on timeout or `cancel`, kill its process group."""
+                monotonic: Callable[[], float] = time.monotonic,
+                cancel_signal: Callable[[], signal.Signals] = lambda: signal.SIGTERM) -> ProcessOutcome:
+    """Run `command` to completion or `timeout`; on timeout or `cancel`, kill its process group
+    (on cancel with `cancel_signal()` first: the SIGINT or SIGTERM we received, forwarded)."""
     tail: deque[str] = deque(maxlen=max(stderr_lines, 0))
     started_at, start = wall(), monotonic()
     try:
@@ -97,7 +107,7 @@ def run_command(command: Sequence[str], *, timeout: float, stderr_lines: int = 2
             timed_out = True
         else:
             continue
-        _terminate_group(proc, kill_grace)
+        _terminate_group(proc, kill_grace, cancel_signal() if cancelled else signal.SIGTERM)
         break
     ended_at, duration = wall(), monotonic() - start
     reader.join(timeout=1.0)  # a background grandchild may still hold stderr; do not wait for it
@@ -107,10 +117,10 @@ def run_command(command: Sequence[str], *, timeout: float, stderr_lines: int = 2
     return ProcessOutcome(code, timed_out, cancelled, started_at, ended_at, duration, tuple(tail), proc.pid)
 
 
-def _terminate_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the whole group, then SIGKILL whatever is left of it after `grace` seconds."""
+def _terminate_group(proc: subprocess.Popen[bytes], grace: float, first: signal.Signals = signal.SIGTERM) -> None:
+    """`first` (SIGTERM) to the whole group, then SIGKILL whatever is left of it after `grace` seconds."""
     pgid = proc.pid  # start_new_session made the command its group leader
-    _kill_group(pgid, signal.SIGTERM)
+    _kill_group(pgid, first)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if proc.poll() is not None and not _group_alive(pgid):

@@ -100,6 +100,13 @@ class AgentScheduler:
         else:
             self._skipping = False
 
+    def failure(self) -> str | None:
+        """Why the schedule stopped although nobody stopped it (its thread died), else None."""
+        thread = getattr(self._scheduler, "_thread", None)  # BackgroundScheduler's own thread
+        if self._scheduler.running and thread is not None and not thread.is_alive():
+            return f"the scheduler of agent {self.runner.config.name!r} stopped; the agent would never run again"
+        return None
+
     def start(self) -> None:
         self._scheduler.start()
         log.info("agent scheduled", extra={"fields": {"agent": self.runner.config.name, "trigger": str(self.trigger),

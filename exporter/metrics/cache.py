@@ -3,11 +3,16 @@
 A change only marks its key dirty (cheap, on the source's thread); the next scrape re-renders
 the dirty keys once, however many events hit them, then concatenates cached text per family.
 Removing an object removes its text, so stale series cannot survive.
+
+No two objects ever render the same series: objects whose text has the same prefix (identity
+labels) claim it, and only the highest-ranked claimant (the newest container: an engine that
+reused a name, a removal we missed) is rendered; the others are shadowed and counted, and come
+back if it goes.
 """
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, Hashable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, Sequence, TypeVar
 
 from exporter.metrics.family import Family, render
 
@@ -19,10 +24,13 @@ class RenderCache(Generic[K, T]):
     """Per-family maps of key -> rendered sample text for a large, changing set of objects."""
 
     def __init__(self, families: Sequence[Family[T]], prefix: Callable[[T], str],
-                 lookup: Callable[[K], T | None]) -> None:
+                 lookup: Callable[[K], T | None], *, rank: Callable[[T], Any] | None = None) -> None:
         self.families = tuple(families)
         self._prefix = prefix
         self._lookup = lookup
+        self._rank = rank or (lambda _obj: 0)
+        self._claims: dict[str, dict[K, Any]] = {}  # prefix -> {key: (rank, key)} of objects with text
+        self._prefix_of: dict[K, str] = {}
         self._text: list[dict[K, bytes]] = [{} for _ in self.families]
         self._joined: list[bytes | None] = [None for _ in self.families]  # per family, until it changes
         self._dirty: set[K] = set()
@@ -44,26 +52,69 @@ class RenderCache(Generic[K, T]):
             dirty, self._dirty = self._dirty, set()
         if not dirty:
             return 0
-        joined = self._joined
+        rendered: dict[K, list[bytes]] = {}
+        affected: set[str] = set()  # prefixes whose claimants changed: their winner is decided again
         for key in dirty:
+            old = self._prefix_of.pop(key, None)
+            if old is not None:
+                claims = self._claims[old]
+                del claims[key]
+                if not claims:
+                    del self._claims[old]
+                affected.add(old)
             obj = self._lookup(key)
-            if obj is None:
-                for i, texts in enumerate(self._text):
-                    if texts.pop(key, None) is not None:
-                        joined[i] = None
+            prefix = self._prefix(obj) if obj is not None else ""
+            texts = self._render(obj, prefix) if obj is not None else None
+            if obj is None or texts is None:
+                self._drop(key)
                 continue
-            prefix = self._prefix(obj)
-            for i, (family, texts) in enumerate(zip(self.families, self._text)):
-                text = render(family, obj, prefix).encode()  # bytes: a scrape joins without re-encoding
-                old = texts.get(key)
-                if text:
-                    if text != old:
-                        texts[key] = text
-                        joined[i] = None
-                elif old is not None:
-                    del texts[key]
-                    joined[i] = None
+            self._claims.setdefault(prefix, {})[key] = (self._rank(obj), repr(key))
+            self._prefix_of[key] = prefix
+            rendered[key] = texts
+            affected.add(prefix)
+        for prefix in affected:
+            claims = self._claims.get(prefix)
+            if not claims:
+                continue
+            winner = max(claims, key=claims.__getitem__)
+            for other in claims:
+                if other != winner:
+                    self._drop(other)  # shadowed by a newer object with the same identity
+            texts = rendered.get(winner)
+            if texts is None:  # shown again now that the object shadowing it went
+                obj = self._lookup(winner)
+                texts = self._render(obj, prefix) if obj is not None else None
+            if texts is not None:
+                self._store(winner, texts)
         return len(dirty)
+
+    def _render(self, obj: T, prefix: str) -> list[bytes] | None:
+        """Each family's text for `obj` (bytes: a scrape joins without re-encoding); None if empty."""
+        texts = [render(family, obj, prefix).encode() for family in self.families]
+        return texts if any(texts) else None
+
+    def _store(self, key: K, rendered: list[bytes]) -> None:
+        joined = self._joined
+        for i, (text, texts) in enumerate(zip(rendered, self._text)):
+            old = texts.get(key)
+            if text:
+                if text != old:
+                    texts[key] = text
+                    joined[i] = None
+            elif old is not None:
+                del texts[key]
+                joined[i] = None
+
+    def _drop(self, key: K) -> None:
+        for i, texts in enumerate(self._text):
+            if texts.pop(key, None) is not None:
+                self._joined[i] = None
+
+    def shadowed(self) -> int:
+        """Objects not rendered because a higher-ranked one has the same identity labels."""
+        with self._render_lock:
+            self.refresh()
+            return sum(len(claims) - 1 for claims in self._claims.values())
 
     def bodies(self) -> list[tuple[Family[T], bytes]]:
         """(family, the text of all its objects) for each family, after a refresh.

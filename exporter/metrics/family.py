@@ -6,6 +6,7 @@ shared by the cached container collector and the small per-scrape collectors.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
@@ -41,8 +42,32 @@ class Family(Generic[T]):
         return f"# HELP {name} {help_text}\n# TYPE {name} {self.type}\n"
 
 
+MAX_LABEL_VALUE = 512
+"""Characters kept of a label value: Kubernetes names stop at 253, image references rarely pass
+300; a 100 KB pod name must not turn one pod into megabytes of every scrape."""
+
+
+class _Truncations:
+    """How many label values were cut to MAX_LABEL_VALUE (per render of a changed object)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.total += 1
+
+
+TRUNCATIONS = _Truncations()
+
+
 def escape(value: str) -> str:
-    """Escape a label value for both text formats (backslash, double quote, newline)."""
+    """Escape a label value for both text formats (backslash, double quote, newline), cut to
+    MAX_LABEL_VALUE characters (then ending in "…") and counted in TRUNCATIONS."""
+    if len(value) > MAX_LABEL_VALUE:
+        TRUNCATIONS.add()
+        value = value[:MAX_LABEL_VALUE - 1] + "…"
     if "\\" in value or '"' in value or "\n" in value:
         value = value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
     return value

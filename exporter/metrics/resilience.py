@@ -1,83 +1,48 @@
 """Circuit breaker, retry and error families, read from a ResilienceRegistry at scrape time.
 
-Breakers and retry policies number in the tens, so they are rendered on every scrape from
-snapshots; the library itself never touches exposition.
+The rows live in the library (``exporter.resilience.families``) so that prometheus_client users
+of ``exporter.resilience.prometheus`` see exactly what this renders; breakers and policies number
+in the tens (keyed sets: one state line per key), so they are rendered on every scrape.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
-from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, render
-from exporter.resilience import BreakerSnapshot, ResilienceRegistry
+from exporter.metrics.family import COUNTER, GAUGE, Family, format_value, label_prefix
+from exporter.resilience import ResilienceRegistry
+from exporter.resilience.families import FAMILIES, FamilySpec, Sample, collect
 
-BREAKER_OUTCOMES = ("success", "failure", "rejected", "ignored")
-RETRY_KINDS = ("successful_without_retry", "successful_with_retry", "failed_without_retry", "failed_with_retry")
-
-
-def _state(s: BreakerSnapshot) -> Iterable[Sample]:
-    yield (s.name,), s.state.metric_value
+_TYPES = {"gauge": GAUGE, "counter": COUNTER}
 
 
-def _transitions(s: BreakerSnapshot) -> Iterable[Sample]:
-    for (before, after), count in sorted(s.transitions.items()):
-        yield (s.name, before, after), count
+def _header_family(spec: FamilySpec) -> Family[None]:
+    """The HELP/TYPE row of a library family; its samples come from ``render_samples``."""
+    return Family(spec.name, _TYPES[spec.type], spec.help, (), lambda _: ())
 
 
-def _calls(s: BreakerSnapshot) -> Iterable[Sample]:
-    for outcome in BREAKER_OUTCOMES:
-        yield (s.name, outcome), s.calls.get(outcome, 0)
+HEADERS: dict[str, Family[None]] = {spec.name: _header_family(spec) for spec in FAMILIES}
 
 
-def _failures_in_window(s: BreakerSnapshot) -> Iterable[Sample]:
-    yield (s.name,), s.failures_in_window
-
-
-BREAKER_FAMILIES: tuple[Family[BreakerSnapshot], ...] = (
-    Family("circuit_breaker_state", GAUGE,
-           "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled.", ("name",), _state),
-    Family("circuit_breaker_transitions_total", COUNTER,
-           "Circuit breaker state transitions.", ("name", "from", "to"), _transitions),
-    Family("circuit_breaker_calls_total", COUNTER,
-           "Calls through a circuit breaker by outcome.", ("name", "outcome"), _calls),
-    Family("circuit_breaker_failures_in_window", GAUGE,
-           "Failures currently counted in the breaker's sliding window.", ("name",), _failures_in_window),
-)
-
-
-def _retry_kinds(item: tuple[str, dict[str, int]]) -> Iterable[Sample]:
-    name, kinds = item
-    for kind in RETRY_KINDS:
-        yield (name, kind), kinds.get(kind, 0)
-
-
-RETRY_FAMILY: Family[tuple[str, dict[str, int]]] = Family(
-    "retry_calls_total", COUNTER, "Calls through a retry policy by kind (resilience4j's four kinds).",
-    ("name", "kind"), _retry_kinds)
-
-ERRORS_FAMILY: Family[tuple[tuple[str, str], int]] = Family(
-    "resilience_errors_total", COUNTER, "Failed attempts by policy or breaker name and error code.",
-    ("name", "code"), lambda item: [(item[0], item[1])])
-
-BUDGET_FAMILY: Family[int] = Family(
-    "retry_budget_exhausted_total", COUNTER,
-    "Retries refused because the process-wide retry budget was spent.", (), lambda n: [((), n)])
+def render_samples(name: str, samples: Iterable[Sample]) -> str:
+    lines = []
+    for labels, value in samples:
+        if labels:
+            text = label_prefix([n for n, _ in labels], [v for _, v in labels])
+            lines.append(f"{name}{{{text}}} {format_value(value)}\n")
+        else:
+            lines.append(f"{name} {format_value(value)}\n")
+    return "".join(lines)
 
 
 class ResilienceCollector:
-    """Renders every breaker, retry policy and error count of one registry."""
+    """Renders every breaker, keyed breaker set, retry policy and error count of one registry."""
 
     def __init__(self, registry: ResilienceRegistry) -> None:
         self._registry = registry
 
     def families(self) -> tuple[Family, ...]:
-        return (*BREAKER_FAMILIES, RETRY_FAMILY, ERRORS_FAMILY, BUDGET_FAMILY)
+        return tuple(HEADERS.values())
 
     def collect(self) -> Iterable[tuple[Family, str]]:
-        snapshots = sorted(self._registry.breaker_snapshots(), key=lambda s: s.name)
-        for family in BREAKER_FAMILIES:
-            yield family, "".join(render(family, s, "") for s in snapshots)
-        retries = sorted((r.name, r.kinds) for r in self._registry.retry_snapshots())
-        yield RETRY_FAMILY, "".join(render(RETRY_FAMILY, item, "") for item in retries)
-        errors = sorted(self._registry.error_counts().items())
-        yield ERRORS_FAMILY, "".join(render(ERRORS_FAMILY, item, "") for item in errors)
-        yield BUDGET_FAMILY, render(BUDGET_FAMILY, self._registry.budget.exhausted_total, "")
+        for spec, samples in collect(self._registry):
+            yield HEADERS[spec.name], render_samples(spec.name, samples)

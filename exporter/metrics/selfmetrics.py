@@ -5,7 +5,7 @@ import platform
 from typing import Iterable
 
 from exporter import __version__
-from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, render
+from exporter.metrics.family import COUNTER, GAUGE, TRUNCATIONS, Family, Sample, render
 from exporter.state import SourceStatus, StateStore
 
 
@@ -34,6 +34,10 @@ SOURCE_FAMILIES: tuple[Family[SourceStatus], ...] = (
            "1 once the source's initial list has been loaded into the store.", ("source",), _source_synced),
     Family("resilience_exporter_events_total", COUNTER,
            "Events received from a source by result (ok, malformed, ignored, ...).", ("source", "result"), _events),
+    Family("resilience_exporter_source_engine_info", GAUGE,
+           "A metric with a constant '1' value labeled by the engine a source talks to (docker, podman) and its version.",
+           ("source", "engine", "version"),
+           lambda s: [((s.name, s.engine, s.engine_version), 1)] if s.engine else []),
     Family("resilience_exporter_containers_dropped_total", COUNTER,
            "Containers not tracked because the source's max_containers cap was reached.", ("source",),
            lambda s: [((s.name,), s.dropped)]),
@@ -41,6 +45,10 @@ SOURCE_FAMILIES: tuple[Family[SourceStatus], ...] = (
            "List or watch sessions of the source that ended in an error; the source backs off and resumes.",
            ("source",), lambda s: [((s.name,), s.errors)]),
 )
+
+LABELS_TRUNCATED: Family[int] = Family(
+    "resilience_exporter_label_values_truncated_total", COUNTER,
+    "Label values cut to 512 characters when a changed object's series were rendered.", (), lambda n: [((), n)])
 
 TRACKED: Family[int] = Family(
     "resilience_exporter_tracked_containers", GAUGE,
@@ -55,7 +63,7 @@ class SelfCollector:
         self._build = render(BUILD_INFO, None, "")
 
     def families(self) -> tuple[Family, ...]:
-        return (BUILD_INFO, *SOURCE_FAMILIES, TRACKED)
+        return (BUILD_INFO, *SOURCE_FAMILIES, TRACKED, LABELS_TRUNCATED)
 
     def collect(self) -> Iterable[tuple[Family, str]]:
         yield BUILD_INFO, self._build
@@ -63,3 +71,4 @@ class SelfCollector:
         for family in SOURCE_FAMILIES:
             yield family, "".join(render(family, s, "") for s in sources)
         yield TRACKED, render(TRACKED, len(self._store), "")
+        yield LABELS_TRUNCATED, render(LABELS_TRUNCATED, TRUNCATIONS.total, "")

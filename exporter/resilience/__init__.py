@@ -7,6 +7,11 @@ Usage::
     policy = RetryPolicy(name="docker", max_attempts=4, backoff=FullJitter(0.5, 10.0))
     info = policy.retry(breaker.call, client.info)  # CircuitOpenError is never retried
     tracker = RetryTracker(); tracker.should_retry("nginx:1.27")  # kubelet-style per key
+    devices = REGISTRY.keyed("devices", BreakerSettings(failure_threshold=3), label="deviceId")
+    devices.call("d1", read_device, "d1")                        # one breaker per device id
+
+Opt-in modules (they import their library): ``.prometheus`` (ResilienceCollector for
+prometheus_client), ``.transport`` (ResilientAdapter for requests). See docs/library.md.
 """
 from __future__ import annotations
 
@@ -23,14 +28,18 @@ from .breaker import TRANSITIONS, BreakerSnapshot, CircuitBreaker, CircuitState
 from .budget import RetryBudget
 from .clock import FakeClock
 from .errors import CircuitOpenError, ErrorCode, ResilienceError, classify
+from .keyed import BreakerSettings, KeyedBreakers, KeyedSnapshot
+from .patterns import guard, resilient
 from .registry import REGISTRY, ResilienceRegistry, RetryOutcome, RetrySnapshot, get_breaker
 from .retry import DEFAULT_RETRY_ON, RetryPolicy
 from .tracker import RetryState, RetryTracker
+from .unavailable import CircuitOpenMiddleware, Unavailable, circuit_open_response
 
 __all__ = [
     "BackoffStrategy", "Constant", "DecorrelatedJitter", "EqualJitter", "Exponential", "FullJitter",
     "KubeletBackoff", "TRANSITIONS", "BreakerSnapshot", "CircuitBreaker", "CircuitState", "RetryBudget",
     "FakeClock", "CircuitOpenError", "ErrorCode", "ResilienceError", "classify", "REGISTRY",
     "ResilienceRegistry", "RetryOutcome", "RetrySnapshot", "get_breaker", "DEFAULT_RETRY_ON",
-    "RetryPolicy", "RetryState", "RetryTracker",
+    "RetryPolicy", "RetryState", "RetryTracker", "BreakerSettings", "KeyedBreakers", "KeyedSnapshot",
+    "guard", "resilient", "CircuitOpenMiddleware", "Unavailable", "circuit_open_response",
 ]

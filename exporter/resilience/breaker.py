@@ -79,10 +79,16 @@ class BreakerSnapshot:
     retry_after: float | None
 
 
+def _never(exc: BaseException) -> bool:
+    return False
+
+
 def _exclusion_predicate(
     excluded: tuple[type[BaseException], ...] | Callable[[BaseException], bool],
 ) -> Callable[[BaseException], bool]:
     if isinstance(excluded, tuple):
+        if not excluded:
+            return _never  # shared: no closure per breaker
         kinds = excluded
         return lambda exc: isinstance(exc, kinds)
     if callable(excluded):
@@ -92,6 +98,12 @@ def _exclusion_predicate(
 
 class CircuitBreaker:
     """Thread- and asyncio-safe breaker; ``call``/``call_async``/decorator or the permit API."""
+
+    # slots: a keyed set holds one breaker per device, so per-instance bytes count
+    __slots__ = ("_name", "failure_threshold", "window", "open_timeout", "success_threshold",
+                 "half_open_max_calls", "excluded", "_is_excluded", "_clock", "_lock", "_phase", "_failures",
+                 "_opened_at", "_probes_in_flight", "_probe_successes", "_n_success", "_n_failure",
+                 "_n_rejected", "_n_ignored", "_transition_counts", "_listeners", "__weakref__")
 
     def __init__(
         self,
@@ -124,7 +136,9 @@ class CircuitBreaker:
         # (state, generation) swapped atomically on each transition; doubles as the permit token
         # so a late result from an earlier phase cannot disturb the current one.
         self._phase: tuple[CircuitState, int] = (_CLOSED, 0)
-        self._failures: deque[float] = deque(maxlen=failure_threshold)
+        # made on the first failure and dropped on every transition: a healthy breaker holds none
+        # (a keyed set keeps thousands of breakers, and an empty deque costs ~0.7 KiB)
+        self._failures: deque[float] | None = None
         self._opened_at: float | None = None
         self._probes_in_flight = 0
         self._probe_successes = 0
@@ -132,8 +146,8 @@ class CircuitBreaker:
         self._n_failure = 0
         self._n_rejected = 0
         self._n_ignored = 0
-        self._transition_counts: dict[Edge, int] = {}
-        self._listeners: list[Listener] = []
+        self._transition_counts: dict[Edge, int] | None = None  # both made on first use (memory)
+        self._listeners: tuple[Listener, ...] = ()
 
     def __repr__(self) -> str:
         return (f"CircuitBreaker({self._name!r}, failure_threshold={self.failure_threshold}, "
@@ -148,12 +162,15 @@ class CircuitBreaker:
         if (frm, to) not in TRANSITIONS:
             raise RuntimeError(f"circuit breaker {self._name!r}: illegal transition {frm.label} -> {to.label}")
         self._phase = (to, self._phase[1] + 1)
-        self._failures.clear()
+        self._failures = None
         self._probes_in_flight = 0
         self._probe_successes = 0
         self._opened_at = self._clock() if to is _OPEN else None
         edge = (frm, to)
-        self._transition_counts[edge] = self._transition_counts.get(edge, 0) + 1
+        counts = self._transition_counts
+        if counts is None:
+            counts = self._transition_counts = {}
+        counts[edge] = counts.get(edge, 0) + 1
         return edge
 
     def _emit(self, edge: Edge | None) -> None:
@@ -161,7 +178,7 @@ class CircuitBreaker:
         if edge is None:
             return
         log.info("circuit breaker %r: %s -> %s", self._name, edge[0].label, edge[1].label)
-        for listener in tuple(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(self, edge[0], edge[1])
             except Exception:  # a broken listener must not break the breaker
@@ -170,11 +187,13 @@ class CircuitBreaker:
     def add_listener(self, listener: Listener) -> None:
         """Register ``fn(breaker, from_state, to_state)``, called once per transition."""
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Listener) -> None:
         with self._lock:
-            self._listeners.remove(listener)
+            listeners = list(self._listeners)
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
 
     def _maybe_half_open(self) -> Edge | None:
         """Lazy OPEN -> HALF_OPEN once open_timeout has elapsed. Lock held."""
@@ -199,7 +218,7 @@ class CircuitBreaker:
         """Back to CLOSED with an empty failure window."""
         with self._lock:
             if self._phase[0] is _CLOSED:
-                self._failures.clear()
+                self._failures = None
                 edge = None
             else:
                 edge = self._transition(_CLOSED)
@@ -264,6 +283,8 @@ class CircuitBreaker:
                 elif phase[0] is _CLOSED:
                     now = self._clock()
                     failures = self._failures
+                    if failures is None:
+                        failures = self._failures = deque(maxlen=self.failure_threshold)
                     failures.append(now)
                     if len(failures) >= self.failure_threshold and failures[0] > now - self.window:
                         edge = self._transition(_OPEN)
@@ -354,8 +375,8 @@ class CircuitBreaker:
                 state=self._phase[0],
                 calls={"success": self._n_success, "failure": self._n_failure,
                        "rejected": self._n_rejected, "ignored": self._n_ignored},
-                transitions={(a.label, b.label): n for (a, b), n in self._transition_counts.items()},
-                failures_in_window=sum(1 for t in self._failures if t > horizon),
+                transitions={(a.label, b.label): n for (a, b), n in (self._transition_counts or {}).items()},
+                failures_in_window=sum(1 for t in self._failures or () if t > horizon),
                 opened_at=self._opened_at,
                 retry_after=self._retry_after_locked(),
             )

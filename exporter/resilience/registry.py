@@ -8,11 +8,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from .breaker import BreakerSnapshot, CircuitBreaker
 from .budget import RetryBudget
 from .errors import ErrorCode
+from .keyed import BreakerSettings, KeyedBreakers, KeyedSnapshot
 
 
 class RetryOutcome(str, Enum):
@@ -41,6 +42,7 @@ class ResilienceRegistry:
     def __init__(self, budget: RetryBudget | None = None) -> None:
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._keyed: dict[str, KeyedBreakers] = {}
         self._retries: dict[str, list[int]] = {}
         self._errors: dict[tuple[str, str], int] = {}
         self.budget: RetryBudget = budget if budget is not None else RetryBudget()
@@ -52,24 +54,47 @@ class ResilienceRegistry:
         return f"ResilienceRegistry(breakers={sorted(self._breakers)!r}, retries={sorted(self._retries)!r})"
 
     # ---------------------------------------------------------------- breakers
+    def _get_or_make(self, table: dict[str, Any], name: str, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            existing = table.get(name)
+            if existing is None:
+                existing = table[name] = make()
+            return existing
+
+    def _add(self, table: dict[str, Any], item: Any, what: str) -> Any:
+        with self._lock:
+            current = table.setdefault(item.name, item)
+        if current is not item:
+            raise ValueError(f"a different {what} named {item.name!r} is already registered")
+        return item
+
     def breaker(self, name: str, **config: Any) -> CircuitBreaker:
         """Get the breaker called ``name``, creating it with ``breaker_defaults`` + ``config`` on first use.
 
         Later calls return the existing breaker and ignore ``config``.
         """
-        with self._lock:
-            existing = self._breakers.get(name)
-            if existing is None:
-                existing = self._breakers[name] = CircuitBreaker(name, **{**self.breaker_defaults, **config})
-            return existing
+        return self._get_or_make(self._breakers, name,
+                                 lambda: CircuitBreaker(name, **{**self.breaker_defaults, **config}))
 
     def register(self, breaker: CircuitBreaker) -> CircuitBreaker:
         """Add an externally built breaker; its name must be unused (or map to itself)."""
+        return self._add(self._breakers, breaker, "circuit breaker")
+
+    def keyed(self, name: str, settings: BreakerSettings | None = None, **config: Any) -> KeyedBreakers:
+        """Get the keyed breaker set called ``name``, creating it on first use (later ``config`` is ignored).
+
+        ``config``: KeyedBreakers' keywords (label, idle_timeout, max_keys, clock).
+        """
+        return self._get_or_make(self._keyed, name, lambda: KeyedBreakers(name, settings, **config))
+
+    def register_keyed(self, keyed: KeyedBreakers) -> KeyedBreakers:
+        """Add an externally built keyed set; its name must be unused (or map to itself)."""
+        return self._add(self._keyed, keyed, "keyed breaker set")
+
+    def keyed_snapshots(self) -> list[KeyedSnapshot]:
         with self._lock:
-            current = self._breakers.setdefault(breaker.name, breaker)
-        if current is not breaker:
-            raise ValueError(f"a different circuit breaker named {breaker.name!r} is already registered")
-        return breaker
+            sets = list(self._keyed.values())
+        return [k.snapshot() for k in sets]
 
     def breakers(self) -> list[CircuitBreaker]:
         with self._lock:

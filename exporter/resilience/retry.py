@@ -1,7 +1,8 @@
 """RetryPolicy: bounded, budgeted, classified retries for sync and asyncio callables.
 
 Gives up by re-raising the last original exception (never a wrapper), so callers' except
-clauses keep working; outcomes and per-attempt error codes land in the registry.
+clauses keep working; outcomes and per-attempt error codes land in the registry. An error with
+a numeric ``retry_after`` (a server's Retry-After) waits at least that long; ``max_elapsed`` still bounds it.
 """
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ class RetryPolicy:
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return None, code
         delay = self.backoff.delay(attempts, previous, self.rng)
+        hint = getattr(exc, "retry_after", None)  # the server's Retry-After (HTTP) is a floor, not a cap
+        if isinstance(hint, (int, float)) and hint > delay:
+            delay = float(hint)
         if self.max_elapsed is not None and (self.clock() - start) + delay > self.max_elapsed:
             log.debug("retry %r: next delay %.3gs would pass max_elapsed; giving up", self.name, delay)
             return None, code

@@ -52,6 +52,8 @@ class SourceStatus:
     synced: bool = False
     events: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    engine: str = ""          # what the source talks to: docker, podman, kubernetes
+    engine_version: str = ""
     errors: int = 0  # sessions (list + watch) that ended in an error
 
 
@@ -168,13 +170,16 @@ class StateStore:
         with self._lock:
             return self._sources.setdefault(name, SourceStatus(name))
 
-    def set_source(self, name: str, *, up: bool | None = None, synced: bool | None = None) -> None:
+    def set_source(self, name: str, *, up: bool | None = None, synced: bool | None = None,
+                   engine: str | None = None, engine_version: str | None = None) -> None:
         with self._lock:
             status = self._sources.setdefault(name, SourceStatus(name))
             if up is not None:
                 status.up = up
             if synced is not None:
                 status.synced = synced
+            if engine is not None:
+                status.engine, status.engine_version = engine, engine_version or ""
 
     def count_event(self, name: str, result: str, n: int = 1) -> None:
         """Count a source event by result (ok, malformed, ignored, ...).
@@ -200,7 +205,8 @@ class StateStore:
 
     def sources(self) -> list[SourceStatus]:
         with self._lock:
-            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped, s.errors)
+            return [SourceStatus(s.name, s.up, s.synced, s.events.copy(), s.dropped, s.engine, s.engine_version,
+                                 s.errors)
                     for s in self._sources.values()]
 
     def ready(self) -> bool:

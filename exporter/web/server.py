@@ -4,23 +4,37 @@ stdlib's ThreadingHTTPServer gives one thread per connection (as client_python's
 does), so a slow scrape never blocks an orchestrator's health check. With a web config file the
 socket speaks TLS (handshake in the connection's thread, not the accept loop) and every path
 but /healthz asks for basic auth.
+
+Hardened as a production server is (limits.py): header and idle timeouts, a cap on open
+connections that closes the longest-waiting one, a cap on concurrent requests (node_exporter's
+--web.max-requests), a backlog of `somaxconn`, and an accept loop that backs off on EMFILE.
+Connection threads are reused (workers.py) and identical concurrent scrapes share one render
+(coalesce.py), so a burst of new connections is not serialised behind thread starts.
+cheroot, the well-kept candidate, was measured and lost on two counts (docs/BENCHMARKS.md): its
+accept loop dies on EMFILE and does TLS handshakes inline, so one silent client stalls it.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.metrics import Exposition
+from exporter import __version__
 from exporter.web import humanize
+from exporter.web.coalesce import Coalescer
+from exporter.web.limits import ConnectionTable, somaxconn
 from exporter.web.webconfig import WebSecurity
+from exporter.web.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 Events = Callable[..., list[dict[str, Any]]]
@@ -35,13 +49,28 @@ def _templates() -> Any:
                               autoescape=jinja2.select_autoescape(["html"]))
 
 
+@dataclass(frozen=True)
+class HTTPLimits:
+    """Connection and request limits; the defaults hold 3,000 idle connections off (see limits.py)."""
+
+    max_connections: int = 1024
+    max_requests: int = 40          # concurrent requests but /healthz; 0: no cap
+    read_header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    request_queue_timeout: float = 1.0  # wait for a free request slot before answering 503
+
+
+_ACCEPT_FAILURES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], exposition: Exposition, *, telemetry_path: str,
                  ready: Callable[[], bool], state: Callable[[], dict[str, Any]] | None = None,
-                 events: Events | None = None, security: WebSecurity | None = None, refresh: int = 5) -> None:
+                 events: Events | None = None, security: WebSecurity | None = None, refresh: int = 5,
+                 limits: HTTPLimits = HTTPLimits()) -> None:
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.ready = ready
@@ -50,17 +79,49 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.events = events or (lambda **_: [])
         self.security = security
         self.refresh = refresh
+        self.limits = limits
+        self.connections = ConnectionTable(limits.max_connections)
+        self.workers = WorkerPool(idle_seconds=limits.idle_timeout)
+        self.renders: Coalescer[tuple[str | None, str | None], tuple[bytes, dict[str, str]]] = Coalescer()
+        self.requests = threading.BoundedSemaphore(limits.max_requests) if limits.max_requests > 0 else None
+        self.request_queue_size = somaxconn()
+        self._accept_backoff = 0.0
         super().__init__(address, Handler)
         if security is not None and security.ssl_context is not None:
             self.socket = security.ssl_context.wrap_socket(self.socket, server_side=True,
                                                            do_handshake_on_connect=False)
 
+    def get_request(self) -> tuple[Any, Any]:
+        """accept(); out of descriptors, close the longest-waiting connection and back off (as Go's
+        http.Server does, 5 ms doubling to 1 s) instead of spinning on a listen socket that stays ready."""
+        try:
+            request = super().get_request()
+        except OSError as exc:
+            if exc.errno in _ACCEPT_FAILURES:
+                self.connections.make_room()
+                self._accept_backoff = min(max(self._accept_backoff * 2, 0.005), 1.0)
+                log.warning("accept failed; backing off", extra={"fields": {
+                    "err": exc, "backoff_seconds": self._accept_backoff, "connections": len(self.connections)}})
+                time.sleep(self._accept_backoff)
+            raise
+        self._accept_backoff = 0.0
+        return request
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.admit(request):  # every connection is busy being answered
+            self.shutdown_request(request)
+            return
+        self.workers.submit(lambda: self.process_request_thread(request, client_address))
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.remove(request)
+        super().shutdown_request(request)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         if hasattr(request, "do_handshake"):
             try:
-                request.settimeout(10)
+                request.settimeout(self.limits.read_header_timeout)
                 request.do_handshake()
-                request.settimeout(None)
             except OSError as exc:  # plain HTTP on the TLS port, a scanner, a timeout
                 log.debug("TLS handshake failed", extra={"fields": {"client": client_address[0], "err": exc}})
                 return
@@ -70,11 +131,32 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     protocol_version = "HTTP/1.1"
-    server_version = "resilience-exporter"
+    server_version = f"resilience-exporter/{__version__}"
     # Headers and body go out in two writes; without TCP_NODELAY the body waits for the
     # client's delayed ACK (~40 ms per request on a kept-alive connection, i.e. every scrape).
     disable_nagle_algorithm = True
     body_timeout = 5.0  # seconds to read the small body of a refused (405) request
+    _answered = 0
+
+    def version_string(self) -> str:
+        return self.server_version  # no Python version: it tells an attacker which CVEs to try
+
+    def handle_one_request(self) -> None:
+        """One request: a new connection gets the header timeout, a kept-alive one the idle timeout."""
+        limits = self.server.limits
+        self.connection.settimeout(limits.idle_timeout if self._answered else limits.read_header_timeout)
+        super().handle_one_request()
+        self._answered += 1
+        self.server.connections.waiting(self.connection)
+
+    def parse_request(self) -> bool:
+        self.connection.settimeout(self.server.limits.read_header_timeout)
+        if not super().parse_request():
+            return False
+        if not self.server.connections.busy(self.connection):  # closed to make room while sending headers
+            self.close_connection = True
+            return False
+        return True
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         url = urlsplit(self.path)
@@ -82,6 +164,19 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/healthz":  # liveness stays open: orchestrators probe without credentials
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
             return
+        requests = self.server.requests
+        # A short wait before refusing: a burst just over the cap queues instead of failing.
+        if requests is not None and not requests.acquire(timeout=self.server.limits.request_queue_timeout):
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"limit of concurrent requests reached ({self.server.limits.max_requests}), "
+                       "try again later\n".encode(), "text/plain; charset=utf-8", {"Retry-After": "1"})
+            return
+        try:
+            self._route(path, query)
+        finally:
+            if requests is not None:
+                requests.release()
+
+    def _route(self, path: str, query: dict[str, list[str]]) -> None:
         security = self.server.security
         try:
             allowed = security is None or security.authorized(self.headers.get("Authorization"))
@@ -94,8 +189,10 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if path == self.server.telemetry_path:
-            body, headers = self.server.exposition.response(
-                self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
+            accept, encoding = self.headers.get("Accept"), self.headers.get("Accept-Encoding")
+            body, shared = self.server.renders.call(
+                (accept, encoding), lambda: self.server.exposition.response(accept, encoding))
+            headers = dict(shared)  # shared with the other requests of this render
             self._send(HTTPStatus.OK, body, headers.pop("Content-Type"), headers)
         elif path == "/readyz":
             ready = self.server.ready()
@@ -171,11 +268,8 @@ class Handler(BaseHTTPRequestHandler):
         if not length:
             return True
         self.connection.settimeout(self.body_timeout)
-        try:
-            if len(self.rfile.read(length)) != length:
-                raise ConnectionError("request body cut short")
-        finally:
-            self.connection.settimeout(None)
+        if len(self.rfile.read(length)) != length:
+            raise ConnectionError("request body cut short")
         return True
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815

@@ -1,67 +1,34 @@
 """The Dockerfile, built offline on the test dockerd from a locally made bookworm+python3 base.
 
-The base comes from debootstrap (Debian's own mirror, the only network this needs) imported
-with `docker import`; the wheels are built from this checkout. The image then runs with the
-test engine's socket mounted and is scraped like Prometheus would.
+The base comes from debootstrap (Debian's own mirror, the only network this needs); the wheels
+are built from this checkout (tests/e2e/images.py). The image then runs with the test engine's
+socket mounted and is scraped like Prometheus would.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
-from pathlib import Path
+import re
+from typing import Any
 
 import requests
 
-from tests.conftest import free_port, require_binary, wait_until
+from tests.conftest import free_port, wait_until
+from tests.e2e import images
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
-ROOT = Path(__file__).resolve().parents[2]
-BASE = "local/bookworm-python3:1"
-CACHE = Path(os.environ.get("RESILIENCE_TEST_CACHE", "/var/cache/resilience-exporter-tests"))
 MAX_OVER_BASE = 120 * 1024 * 1024
 
 
-def base_image(dockerd: PrivateDockerd, tmp: Path) -> None:
-    if dockerd.cli("image", "inspect", BASE, check=False).returncode == 0:
-        return
-    tarball = CACHE / "bookworm-python3.tar"
-    if not tarball.exists():
-        debootstrap = require_binary("debootstrap")
-        rootfs = tmp / "rootfs"
-        subprocess.run([debootstrap, "--variant=minbase", "--include=python3", "bookworm", str(rootfs),
-                        "http://deb.debian.org/debian"], check=True, capture_output=True, timeout=900)
-        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(tarball.with_suffix(".tmp"), "w") as tar:
-            tar.add(rootfs, arcname=".")
-        tarball.with_suffix(".tmp").rename(tarball)
-    with open(tarball, "rb") as data:
-        subprocess.run(["docker", "import", "-", BASE], stdin=data, check=True, capture_output=True, timeout=600,
-                       env={**os.environ, "DOCKER_HOST": dockerd.url})
-
-
-def test_image_builds_offline_runs_non_root_and_serves_metrics(dockerd: PrivateDockerd, tmp_path: Path) -> None:
-    base_image(dockerd, tmp_path)
-    context = tmp_path / "context"
-    context.mkdir()
-    shutil.copy2(ROOT / "Dockerfile", context / "Dockerfile")
-    shutil.copy2(ROOT / ".dockerignore", context / ".dockerignore")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", str(ROOT),
-                    "-w", str(context / "wheels")], check=True, capture_output=True, timeout=900)
-    build = dockerd.cli("build", "--build-arg", f"BASE_IMAGE={BASE}", "-t", "resilience-exporter:test", str(context),
-                        timeout=900)
-    assert build.returncode == 0
-    sizes = {ref: int(dockerd.cli("image", "inspect", "-f", "{{.Size}}", ref).stdout)
-             for ref in (BASE, "resilience-exporter:test")}
-    over_base = sizes["resilience-exporter:test"] - sizes[BASE]
-    print(f"\nimage size: {sizes['resilience-exporter:test'] / 2**20:.1f} MiB, "
-          f"{over_base / 2**20:.1f} MiB over the base ({sizes[BASE] / 2**20:.1f} MiB)")
+def test_image_builds_offline_runs_non_root_and_serves_metrics(dockerd: PrivateDockerd, exporter_image: str) -> None:
+    base = images.base_ref(images.HOST_ARCH)
+    sizes = {ref: int(dockerd.cli("image", "inspect", "-f", "{{.Size}}", ref).stdout) for ref in (base, exporter_image)}
+    over_base = sizes[exporter_image] - sizes[base]
+    print(f"\nimage size: {sizes[exporter_image] / 2**20:.1f} MiB, "
+          f"{over_base / 2**20:.1f} MiB over the base ({sizes[base] / 2**20:.1f} MiB)")
     assert over_base <= MAX_OVER_BASE
-    config = dockerd.client().inspect_image("resilience-exporter:test")["Config"]
+    config = dockerd.client().inspect_image(exporter_image)["Config"]
     assert config["User"] == "10001:10001" and config["Healthcheck"]["Test"][0] == "CMD"
+    assert_labels_and_version(config, dockerd.cli("run", "--rm", exporter_image, "--version").stdout)
 
     port = free_port()
     dockerd.run("--name", "img-watched", IMAGE, "sh", "-c", "exit 4")
@@ -69,7 +36,7 @@ def test_image_builds_offline_runs_non_root_and_serves_metrics(dockerd: PrivateD
     exporter = dockerd.cli("run", "-d", "--name", "img-exporter", "--network", "host", "--group-add", socket_group,
                            "-v", f"{dockerd.socket}:/var/run/docker.sock:ro", "--health-interval", "1s",
                            "-e", f"RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{port}",
-                           "resilience-exporter:test", "--host", "img").stdout.strip()
+                           exporter_image, "--host", "img").stdout.strip()
     try:
         text = wait_until(lambda: (t := requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
                           and 'container="img-watched"' in t and "workload_container_last_exit_code{" in t and t,
@@ -86,3 +53,15 @@ def test_image_builds_offline_runs_non_root_and_serves_metrics(dockerd: PrivateD
         dockerd.cli("rm", "-f", "img-exporter", "img-watched", check=False)
         print(logs.stderr[-2000:])
 
+
+
+def assert_labels_and_version(config: dict[str, Any], version_output: str) -> None:
+    """OCI labels set at build time, and `--version` naming the same commit the label does."""
+    labels = config["Labels"]
+    revision = images.git_revision()
+    assert labels["org.opencontainers.image.revision"] == revision
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"])
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    assert version_output.strip() == f"resilience-exporter 0.1.0 (revision {revision})"

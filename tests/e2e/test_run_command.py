@@ -52,7 +52,8 @@ def test_readme_run_command_starts_with_no_config_and_serves_metrics(tmp_path: P
 
 def test_python_dash_m_version_and_bad_config_exit_code(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "exporter", "--version"], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and out.stdout.strip() == "resilience-exporter 0.1.0"
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert out.returncode == 0 and out.stdout.strip() == f"resilience-exporter 0.1.0 (revision {revision})"
     bad = tmp_path / "c.yaml"
     bad.write_text("web:\n  listen_address: 127.0.0.1:99999\n")
     out = subprocess.run([sys.executable, "-m", "exporter", "--config", str(bad)], capture_output=True, text=True,

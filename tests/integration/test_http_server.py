@@ -148,3 +148,32 @@ def test_a_405_whose_body_stalls_is_closed_without_an_answer(exporter: Exporter,
         conn.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
         assert conn.recv(4096) == b""  # closed after body_timeout: no 405 written to a stalled client
     assert requests.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"
+
+
+def test_requests_beyond_max_requests_get_503_and_healthz_still_answers() -> None:
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.max_requests": "2"}),
+                   registry=ResilienceRegistry())
+    app.start()
+    try:
+        assert app.server is not None and app.server.requests is not None
+        for _ in range(2):  # two requests being answered right now
+            app.server.requests.acquire()
+        r = requests.get(url(app, "/metrics"), timeout=10)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert "limit of concurrent requests reached (2)" in r.text
+        assert requests.get(url(app, "/healthz"), timeout=10).status_code == 200
+        app.server.requests.release()
+        assert requests.get(url(app, "/metrics"), timeout=10).status_code == 200
+    finally:
+        app.stop()
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.read_header_timeout": "300ms"}),
+                   registry=ResilienceRegistry())
+    app.start()
+    try:
+        with socket.create_connection(app.address, timeout=10) as idle:
+            assert idle.recv(1) == b""  # closed by the server, not by our 10 s timeout
+    finally:
+        app.stop()

@@ -92,8 +92,78 @@ def test_bad_web_config_names_the_file_and_key(tmp_path: Path, cert: tuple[Path,
     with pytest.raises(ConfigError, match=r"web\.yml: basic_auth_users\.alice: expected a bcrypt hash"):
         load_web_config(bad)
     bad.write_text("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n")
-    with pytest.raises(ConfigError, match=r"web\.yml: tls_server_config: cannot load certificate"):
+    with pytest.raises(ConfigError, match=r"web\.yml: tls_server_config\.cert_file: expected a readable file"):
         load_web_config(bad)
     bad.write_text("tls_server_config:\n  certfile: x\n")
     with pytest.raises(ConfigError, match=r"tls_server_config\.certfile: unknown key \(did you mean 'cert_file'\?\)"):
         load_web_config(bad)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exporter", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+BAD_WEB_CONFIGS = [  # (web config text, the key and expectation the one line must name)
+    ("tls_server_config: [\n", "invalid YAML"),
+    ("tls_server_config: yes\n", "tls_server_config: expected a mapping"),
+    ("basic_auth_users:\n  alice: 42\n", "basic_auth_users['alice']: expected a string"),
+    ("basic_auth_users:\n  alice: '$2y$10$short'\n", "basic_auth_users.alice: expected a bcrypt hash ($2y$...), got a malformed one"),
+    ("tls_server_config:\n  cert_file: {cert}\n", "tls_server_config.key_file: required with cert_file"),
+    ("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: {key}\n", "tls_server_config.cert_file: expected a readable file"),
+    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {cert}\n", "tls_server_config: cannot load certificate or key"),
+    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_ca_file: {cert}\n",
+     "tls_server_config.client_auth_type: client_ca_file is set but client_auth_type is NoClientCert"),
+    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: RequireAndVerifyClientCert\n",
+     "tls_server_config.client_ca_file: required with client_auth_type RequireAndVerifyClientCert"),
+    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: RequireAnyClientCert\n",
+     "tls_server_config.client_auth_type: RequireAnyClientCert (accepting unverified certificates) is not supported"),
+    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: TLS10\n",
+     "tls_server_config.min_version: expected TLS12 or TLS13, got 'TLS10' (TLS 1.0 and 1.1 are refused)"),
+    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+     "tls_server_config.cipher_suites: not supported by resilience-exporter"),
+    ("http_server_config:\n  http2: false\n", "http_server_config: not supported by resilience-exporter"),
+    ("tls_server_config:\n  min_version: TLS99\n", "tls_server_config.min_version: expected one of 'TLS10'"),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD_WEB_CONFIGS)
+def test_each_bad_web_config_is_one_line_and_exit_2_from_check_config_and_serve(
+        tmp_path: Path, cert: tuple[Path, Path], text: str, expected: str) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(text.format(cert=cert[0], key=cert[1]))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"web:\n  config_file: {web}\n  listen_address: 127.0.0.1:0\ndocker:\n  enabled: 'false'\n")
+    for args in (("check-config", str(config)), ("--config", str(config), "serve")):
+        out = cli(*args, cwd=tmp_path)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2, (args, out.stderr)
+        assert len(lines) == 1 and str(web) in lines[0] and expected in lines[0], (args, out.stderr)
+
+
+def test_a_non_utf8_web_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_bytes(b"basic_auth_users:\n  \xff\xfe: x\n")
+    out = cli("--web.config.file", str(web), "--web.listen-address", "127.0.0.1:0", "serve", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"resilience-exporter: {web}: expected UTF-8 text, got an undecodable byte at offset 20")
+
+
+def test_every_accepted_toolkit_key_loads(tmp_path: Path, cert: tuple[Path, Path]) -> None:
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(f"tls_server_config:\n  cert_file: {cert[0]}\n  key_file: {cert[1]}\n  client_ca_file: {cert[0]}\n"
+                   "  client_auth_type: VerifyClientCertIfGiven\n  min_version: TLS12\n  max_version: TLS13\n"
+                   f"  prefer_server_cipher_suites: false\nbasic_auth_users:\n  alice: '{hashed}'\n")
+    security = load_web_config(web)
+    assert security.ssl_context is not None and security.requires_auth
+
+
+def test_a_silent_tls_client_does_not_delay_other_scrapes(secured: tuple[str, Path]) -> None:
+    import socket
+
+    address, ca = secured
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port))):  # TCP open, no ClientHello
+        r = requests.get(f"https://{address}/healthz", verify=str(ca), timeout=5)
+    assert r.status_code == 200 and r.elapsed.total_seconds() < 2  # the handshake waits in its own thread

@@ -91,7 +91,7 @@ def test_check_config_accepts_good_and_rejects_bad_with_one_line(tmp_path: Path,
     assert cli.main(["check-config", str(good)]) == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("resilience:\n  breaker_open_timeout: 5x\n")
-    assert cli.main(["check-config", str(bad)]) == 1
+    assert cli.main(["check-config", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'{bad}: resilience.breaker_open_timeout: expected a duration like "30s" or "5m", got \'5x\'']
 

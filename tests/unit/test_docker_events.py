@@ -113,3 +113,56 @@ def test_malformed_or_unknown_events_are_counted_and_never_crash(payload: Any) -
     (status,) = store.sources()
     assert sum(status.events.values()) == 2 and status.events["malformed"] >= 1
     assert set(status.events) <= {"ok", "malformed", "ignored", "duplicate"}
+
+
+def limited(policy: str = "no") -> dict[str, Any]:
+    data = inspect(policy=policy)
+    data["HostConfig"]["Memory"] = 8 * 1024 * 1024
+    return data
+
+
+def test_exit_137_under_a_memory_limit_without_a_kill_is_an_inferred_oom_kill() -> None:
+    life = DockerLifecycle("h")
+    r = life.from_inspect(limited(), None)
+    r = life.apply(ev("die", 1767225601.0, exit_code=137), r)  # the engine lost this run's `oom`
+    assert r is not None and r.reason is Reason.OOM_KILLED and r.oom_kills == 1
+    assert dict(r.failures) == {Reason.OOM_KILLED: 1} and "inferred" in r.message
+    r = life.apply(ev("oom", 1767225601.05), r)                # ... or sent it after the die
+    assert r is not None and r.oom_kills == 1 and dict(r.failures) == {Reason.OOM_KILLED: 1}
+
+
+def test_exit_137_after_a_kill_from_the_engine_is_no_oom_kill() -> None:
+    life = DockerLifecycle("h")
+    r = life.from_inspect(limited(), None)
+    r = life.apply(ev("kill", 1767225601.0, signal=9), r)
+    r = life.apply(ev("die", 1767225601.1, exit_code=137), r)
+    assert r is not None and r.reason is Reason.ERROR and r.oom_kills == 0
+
+
+def test_a_childs_oom_kill_counts_once_and_leaves_the_container_running() -> None:
+    life = DockerLifecycle("h")
+    r = life.from_inspect(limited(), None)
+    r = life.apply(ev("oom", 1767225601.0), r)
+    assert r is not None and r.oom_kills == 1 and r.reason is Reason.RUNNING and not r.failures
+    r = life.apply(ev("kill", 1767225605.0, signal=15), r)
+    r = life.apply(ev("die", 1767225605.1, exit_code=143), r)  # stopped later: an exit of its own
+    assert r is not None and r.oom_kills == 1 and dict(r.failures) == {Reason.ERROR: 1}
+
+
+def test_an_event_stream_out_of_time_order_loses_nothing_and_replays_count_once() -> None:
+    store = StateStore()
+    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
+    store.put(watcher.lifecycle.from_inspect(limited(), None))
+    t = 1767225601_000_000_000
+
+    def line(action: str, nano: int, cid: str = CID, **attrs: str) -> bytes:
+        return json.dumps({"Type": "container", "Action": action, "timeNano": nano,
+                           "Actor": {"ID": cid, "Attributes": {"name": "web", **attrs}}}).encode()
+
+    watcher.handle_line(line("destroy", t + 300_000_000, "d" * 64))    # another container's event came first ...
+    watcher.handle_line(line("oom", t))                                 # ... this one stamped 0.3 s earlier
+    watcher.handle_line(line("die", t + 400_000_000, exitCode="137"))
+    watcher.handle_line(line("oom", t))                                 # a replay after a reconnect
+    record = store.get(CID)
+    assert record is not None and record.oom_kills == 1 and dict(record.failures) == {Reason.OOM_KILLED: 1}
+    assert store.sources()[0].events == {"ignored": 1, "ok": 2, "duplicate": 1}

@@ -13,7 +13,11 @@ from typing import Any, NamedTuple
 
 # Actions the watcher asks the engine for (server-side filter) and understands.
 CONTAINER_ACTIONS = ("create", "start", "die", "oom", "kill", "health_status", "restart", "pause",
-                     "unpause", "destroy", "rename", "stop", "update")
+                     "unpause", "destroy", "rename", "stop", "update", "cleanup")
+# Podman's compat API filters on its own event names and only renames them on output: `died` is
+# sent as `die`, `remove` (Docker's `destroy`) as itself. `cleanup` follows a start that failed.
+PODMAN_FILTER_ACTIONS = ("died", "remove")
+ALIASES = {"remove": "destroy", "died": "die"}
 # A network `disconnect` for a never-started container is the only trace a failed start leaves.
 NETWORK_ACTIONS = ("disconnect",)
 
@@ -68,6 +72,7 @@ def parse_event(raw: Any) -> DockerEvent:
     if type(container_id) is not str or not container_id:
         raise MalformedEvent("container event without Actor.ID")
     verb, colon, rest = action.partition(":")
+    verb = ALIASES.get(verb, verb)
     if colon:  # "health_status: healthy"; exec_* actions carry their command here
         return DockerEvent(etype, verb, container_id, time_nano,
                            health=rest.strip() if verb == "health_status" else "")

@@ -2,7 +2,12 @@
 
 Pure logic (no I/O): the watcher feeds it engine data and writes the records it returns.
 Rules (also in README):
-- OOMKilled: an `oom` event, or State.OOMKilled on inspect; counts an OOM kill.
+- OOMKilled: a run whose main process the kernel killed for memory: an `oom` event of the run
+  followed by exit 137, State.OOMKilled with exit 137 on inspect, or, inferred, exit 137 of a
+  container with a memory limit when the engine sent no `kill` during that run (the engine
+  loses `oom` events under load and then reports OOMKilled=false; Podman never sends one).
+  One OOM kill per run at most: an `oom` of a child process counts the run's one OOM kill and
+  leaves the container Running; its later exit is classified by its own code.
 - StartFailure: exit code 126/127, or a container left `created` with State.Error set (the
   runtime could not exec the entrypoint).
 - Error / Completed: exit with non-zero / zero code.
@@ -19,13 +24,14 @@ Rules (also in README):
   says at (re)list (it zeroes the count when dockerd itself restarts). Like kube-state-metrics'
   restarts of a recreated pod, Prometheus reads such a drop as a counter reset.
 
-Counted once across reconnects: an event already reflected in the last inspect (a `start` at
-StartedAt, a `die` at FinishedAt: the engine stamps both within milliseconds, and it never
-restarts a container sooner than 100 ms) changes nothing; an older `die`/`oom` the inspect does
-not show is still counted, without touching the current state. An inspect of a running container
-does not tell its last exit (the engine zeroes ExitCode at each start): that exit's `die` does.
-An OOM kill is one failure whether its `oom` comes before or after its `die`, and whether the
-inspect or the `oom` event saw it first (an `oom` anywhere in the inspected run is that run's).
+Counted once: every exit (`die`) and every OOM kill is booked against its run, the span from
+one start to the next (`Run`). The engine stamps an event after it saved the state an inspect
+reads, so an event stamped before an inspect was sent is already in that inspect: its state is
+not applied again. The inspected run's own `start` (within SAME_CYCLE of StartedAt) and `die`
+(stamped at or after FinishedAt, before any newer start) are recognised as such, however late
+they arrive; an older run's `die`/`oom`, which no inspect shows, is still counted without
+touching the current state. A new container adopted at its `create` takes only its config from
+the inspect: every event from `create` on follows, and the events alone tell its runs.
 """
 from __future__ import annotations
 
@@ -40,9 +46,26 @@ from exporter.state import ContainerRecord, Health, Phase, Reason, Source
 CRASH_LOOP_RESET = 600.0   # kubelet: back-off resets after 10 minutes without a crash
 ENGINE_RESTART_DELAY = Exponential(base=0.1, factor=2.0, cap=60.0)  # dockerd restartmanager
 ENGINE_DELAY_RESET = 10.0  # dockerd resets its restart delay after a run of 10 s
-SAME_CYCLE = 0.1            # events this close to an inspected timestamp are that same start/exit
+SAME_CYCLE = 0.1            # a `start` this close to the inspected StartedAt is that same start
+EXIT_STAMP = 0.01           # a `die` is stamped after FinishedAt (clock resolution margin)
+DIE_LAG = 10.0              # the engine stamps a `die` after its exit's cleanup: up to seconds after FinishedAt
+OOM_EXIT = 137              # 128 + SIGKILL: how the kernel's OOM kill of the main process exits
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+INFERRED_OOM = "OOMKilled (inferred: exit 137 under a memory limit, and the engine sent no kill)"
+
+
+@dataclass
+class Run:
+    """One run of a container, from a start to the next: what of it is already counted."""
+
+    started: float | None = None  # StartedAt / the start event's time; None: never started
+    start_seen: bool = True        # False: known from an inspect, its own `start` may still arrive
+    finished: float | None = None  # FinishedAt an inspect told with its exit code: that `die` is counted
+    exit_counted: bool = False
+    exit_at: float | None = None   # when the counted exit happened (die time or FinishedAt)
+    oom: bool = False              # its one OOM kill is counted
+    killed: bool = False           # the engine sent a kill during it: an exit 137 is no OOM kill
 
 
 @dataclass
@@ -52,6 +75,7 @@ class Life:
     policy: str = "no"
     max_retries: int = 0       # on-failure:N
     stop_signal: int = 15
+    memory_limited: bool = False
     exit_on_next: bool = False  # a stop is under way: the next exit is not restarted
     restart_scheduled: bool = False
     has_healthcheck: bool = False
@@ -59,17 +83,10 @@ class Life:
     streak: int = 0            # consecutive crashes less than CRASH_LOOP_RESET apart
     quick_exits: int = 0       # consecutive runs shorter than ENGINE_DELAY_RESET
     last_crash_at: float | None = None
-    pending_oom: bool = False  # an `oom` event of the current run was counted; its `die` is to come
-    oom_counted_at: float | None = None      # time of the last `oom` event counted
-    inspected_started: float | None = None   # State.StartedAt at the last inspect
-    inspected_finished: float | None = None  # State.FinishedAt at the last inspect
-    inspected_told: bool = False  # the last inspect showed its exit's ExitCode (the engine zeroes it at a start)
-    inspected_oom: bool = False
-
-    @property
-    def inspected_at(self) -> float:
-        """The engine time up to which the last inspect already tells the state."""
-        return max(self.inspected_started or 0.0, self.inspected_finished or 0.0)
+    inspected_at: float = 0.0  # engine time the last inspect was sent: older events are in it
+    running_finished: float | None = None  # FinishedAt of an inspect that found it running again
+    run: Run = field(default_factory=Run)
+    older: Run = field(default_factory=Run)  # runs before the inspected one, replayed after it
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -106,63 +123,103 @@ class DockerLifecycle:
         self.lives: dict[str, Life] = {}
 
     # -- inspect ---------------------------------------------------------------------------
-    def from_inspect(self, data: Mapping[str, Any], old: ContainerRecord | None) -> ContainerRecord:
-        """A record for an inspected container; `old` keeps durable counters across relists."""
-        cid = data["Id"]
-        state = data.get("State") or {}
+    def _configure(self, life: Life, data: Mapping[str, Any]) -> Mapping[str, str]:
+        """The container's configuration (restart policy, limits, labels); returns its labels."""
         config = data.get("Config") or {}
         host_config = data.get("HostConfig") or {}
         labels = config.get("Labels") or {}
-        life = self.lives.setdefault(cid, Life())
         policy = host_config.get("RestartPolicy") or {}
         life.policy = policy.get("Name") or "no"
         life.max_retries = int(policy.get("MaximumRetryCount") or 0)
         life.stop_signal = _signal_number(config.get("StopSignal"))
-        life.restart_scheduled = state.get("Status") == "restarting"
+        life.memory_limited = int(host_config.get("Memory") or 0) > 0
         life.has_healthcheck = bool((config.get("Healthcheck") or {}).get("Test"))
         life.labels = {k: labels[k] for k in self.label_allowlist if k in labels}
-        started_at = parse_timestamp(state.get("StartedAt"))
-        finished_at = parse_timestamp(state.get("FinishedAt"))
-        life.started = started_at is not None
-        life.inspected_started, life.inspected_finished = started_at, finished_at
-        life.inspected_oom = bool(state.get("OOMKilled"))
-        status = state.get("Status", "")
-        exit_code = int(state.get("ExitCode") or 0)
-        engine_restarts = int(data.get("RestartCount") or 0)
-        oom = bool(state.get("OOMKilled"))
-        # Running again, the engine has zeroed ExitCode: FinishedAt's exit is not told here, its `die` tells it.
-        told = life.inspected_told = finished_at is not None and status not in ("running", "paused")
-        # An `oom` event comes ~0.1 s (or more) before its exit: one counted during the inspected run
-        # [StartedAt, FinishedAt] was this OOM kill (its `oom` replayed before a relist, its `die` after).
-        oom_counted = (told and oom and life.oom_counted_at is not None and started_at is not None
-                       and finished_at is not None
-                       and started_at - SAME_CYCLE < life.oom_counted_at < finished_at + SAME_CYCLE)
-        health = Health((state.get("Health") or {}).get("Status") or "none") \
-            if (state.get("Health") or {}).get("Status") in ("starting", "healthy", "unhealthy") else Health.NONE
+        return labels
 
+    def from_inspect(self, data: Mapping[str, Any], old: ContainerRecord | None, *,
+                     at: float | None = None, state: bool = True) -> ContainerRecord:
+        """A record for an inspected container; `old` keeps durable counters across relists.
+
+        `at`: the engine time the inspect was sent (events stamped before it are in it; default:
+        the latest time the inspect itself shows). `state=False` takes identity and config only,
+        for a container adopted at its `create`, whose events from then on all follow.
+        """
+        cid = data["Id"]
+        config = data.get("Config") or {}
+        life = self.lives.setdefault(cid, Life())
+        labels = self._configure(life, data)
         record = old or ContainerRecord(key=cid, source=Source.DOCKER, container="")
         record = record.evolve(
             container=(data.get("Name") or "").lstrip("/"), host=self.host,
             namespace=labels.get(COMPOSE_PROJECT, ""), pod=labels.get(COMPOSE_SERVICE, ""),
             image=config.get("Image") or data.get("Image", ""), container_id=cid,
-            restarts=engine_restarts, health=health,
-            created_at=parse_timestamp(data.get("Created")), started_at=started_at,
-            labels=MappingProxyType(dict(life.labels)))
+            created_at=parse_timestamp(data.get("Created")), labels=MappingProxyType(dict(life.labels)))
+        if not state:
+            return record
+        return self._inspected_state(data, record, old, life, at)
 
-        newer_exit = finished_at is not None and (record.last_terminated_at is None
-                                                  or finished_at > record.last_terminated_at + SAME_CYCLE)
-        if told or (status == "created" and state.get("Error")):
-            reason = termination_reason(exit_code, oom)
-            if status == "created" and state.get("Error"):
-                reason = Reason.START_FAILURE
+    def _inspected_state(self, data: Mapping[str, Any], record: ContainerRecord, old: ContainerRecord | None,
+                         life: Life, at: float | None) -> ContainerRecord:
+        state = data.get("State") or {}
+        status = state.get("Status", "")
+        if status == "stopped":  # Podman: exited, and restarting next if its policy says so
+            status = "restarting" if life.policy in ("always", "unless-stopped", "on-failure") and \
+                (life.policy != "on-failure" or int(state.get("ExitCode") or 0) != 0) else "exited"
+        exit_code = int(state.get("ExitCode") or 0)
+        engine_restarts = int(data.get("RestartCount") or 0)
+        started_at = parse_timestamp(state.get("StartedAt"))
+        finished_at = parse_timestamp(state.get("FinishedAt"))
+        oom_flag = bool(state.get("OOMKilled"))
+        life.restart_scheduled = status == "restarting"
+        life.started = started_at is not None
+        life.inspected_at = max(at or 0.0, started_at or 0.0, finished_at or 0.0)
+        run, replaced = self._inspected_run(life, started_at)
+        if replaced is not None:
+            record = self._close_run(record, replaced)
+        # Running again, the engine has zeroed ExitCode: FinishedAt's exit is not told here, its `die` tells it.
+        told = finished_at is not None and status not in ("running", "paused")
+        life.running_finished = None if told else finished_at
+        health_status = (state.get("Health") or {}).get("Status")
+        health = Health(health_status) if health_status in ("starting", "healthy", "unhealthy") else Health.NONE
+        record = record.evolve(restarts=engine_restarts, health=health, started_at=started_at)
+
+        if oom_flag and not run.oom and started_at is not None:
+            run.oom = True  # the run's OOM kill (of its main process if it exited 137, else of a child)
+            record = record.evolve(oom_kills=record.oom_kills + 1)
+        failed_start = status == "created" and bool(state.get("Error"))
+        if told or failed_start:
+            reason = Reason.START_FAILURE if failed_start else termination_reason(
+                exit_code, run.oom and exit_code == OOM_EXIT)
             record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
                                    last_terminated_at=finished_at)
-            failed_start = status == "created" and (old is None or old.reason is not Reason.START_FAILURE)
-            if (newer_exit or failed_start) and not oom_counted:
+            if failed_start:
+                if old is None or old.reason is not Reason.START_FAILURE:
+                    record = _counted(record, reason)
+            elif not run.exit_counted or (finished_at is not None and run.exit_at is not None
+                                          and finished_at > run.exit_at + SAME_CYCLE):
+                # a first exit, or a second end of the same run no `die` reported (a start the
+                # engine's restore after its own crash failed: exited 255, no event is sent)
                 record = _counted(record, reason)
-                if oom:
-                    record = record.evolve(oom_kills=record.oom_kills + 1)
+            run.exit_counted, run.finished, run.exit_at = True, finished_at, finished_at
+        return self._current(status, state, record, life, health, engine_restarts, exit_code, finished_at)
 
+    @staticmethod
+    def _inspected_run(life: Life, started_at: float | None) -> tuple[Run, Run | None]:
+        """The run an inspect shows (the one already known if it started at the same time), and
+        the known run it replaces, if any."""
+        known = life.run
+        if started_at is not None and known.started is not None and abs(started_at - known.started) < SAME_CYCLE:
+            return known, None
+        if started_at is None and known.started is None:
+            return known, None
+        life.older = known if known.started is not None else Run()  # its late events still book against it
+        life.run = Run(started=started_at, start_seen=False)
+        return life.run, (known if known.started is not None else None)
+
+    def _current(self, status: str, state: Mapping[str, Any], record: ContainerRecord, life: Life,
+                 health: Health, engine_restarts: int, exit_code: int, finished_at: float | None) -> ContainerRecord:
+        """Phase and reason from the inspected status."""
         if status == "running":
             if state.get("Paused"):
                 return record.evolve(phase=Phase.RUNNING, reason=Reason.PAUSED, message="")
@@ -175,7 +232,8 @@ class DockerLifecycle:
         if status == "restarting":
             life.streak = max(life.streak, 2 if engine_restarts >= 1 else 1)
             life.last_crash_at = finished_at
-            reason = Reason.CRASH_LOOP_BACK_OFF if life.streak >= 2 else termination_reason(exit_code, oom)
+            reason = Reason.CRASH_LOOP_BACK_OFF if life.streak >= 2 else (
+                record.last_terminated_reason or termination_reason(exit_code, False))
             if reason is Reason.CRASH_LOOP_BACK_OFF and record.reason is not reason:
                 record = record.with_failure(reason)
             return record.evolve(phase=Phase.WAITING, reason=reason)
@@ -208,6 +266,7 @@ class DockerLifecycle:
         if action == "oom":
             return self._oom(event, record, life)
         if action == "kill":
+            self._run_of(life, event.time).killed = True
             if event.signal == life.stop_signal:
                 life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
             return record
@@ -221,27 +280,50 @@ class DockerLifecycle:
             return record.evolve(reason=self._running_reason(record.reason, record.health, life))
         if action == "rename" and event.name:
             return record.evolve(container=event.name.lstrip("/"))
-        return record  # kill, stop, restart, create: state follows from the other events
+        if action == "stop" and record.phase is Phase.WAITING and life.restart_scheduled:
+            life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
+            return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
+                                 next_retry_at=None)
+        if action == "cleanup" and not life.started and record.reason is Reason.CREATED:
+            # Podman: a container cleaned up without ever starting: its runtime failed to exec it
+            # (Docker says so in State.Error, Podman's inspect does not).
+            return record.with_failure(Reason.START_FAILURE).evolve(
+                phase=Phase.WAITING, reason=Reason.START_FAILURE, last_terminated_reason=Reason.START_FAILURE,
+                message="the runtime could not start the container (cleaned up without a start)")
+        return record  # stop, restart, create: state follows from the other events
+
+    @staticmethod
+    def _run_of(life: Life, t: float) -> Run:
+        """The run an exit, kill or OOM stamped at `t` belongs to: the current one, or an older one."""
+        started = life.run.started
+        return life.older if started is not None and t < started - EXIT_STAMP else life.run
 
     def _oom(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
-        finished, began = life.inspected_finished, life.inspected_started
-        if (life.inspected_told and life.inspected_oom and finished is not None and began is not None
-                and began - SAME_CYCLE < event.time < finished + SAME_CYCLE):
-            return record  # an OOM kill of the inspected run: the inspect's OOMKilled counted it
-        life.oom_counted_at = event.time
-        ended, started = record.last_terminated_at, record.started_at
-        if ended is not None and started is not None and ended >= started and event.time > started - SAME_CYCLE:
+        run = self._run_of(life, event.time)
+        if run.oom:
+            return record  # its run's one OOM kill is counted (by the inspect, an inference or an earlier oom)
+        run.oom = True
+        record = record.evolve(oom_kills=record.oom_kills + 1)
+        if run is life.run and run.exit_counted and record.last_exit_code == OOM_EXIT:
             # The engine sent this run's `oom` after its `die` (both come from containerd, either
-            # first): the exit is counted already, so count the OOM kill, not a second failure.
-            return record.evolve(oom_kills=record.oom_kills + 1, last_terminated_reason=Reason.OOM_KILLED,
+            # first) and nothing let the exit be inferred: its one failure is counted, as an exit.
+            return record.evolve(last_terminated_reason=Reason.OOM_KILLED,
                                  reason=Reason.OOM_KILLED if record.reason is Reason.ERROR else record.reason)
-        life.pending_oom = True  # the `die` that follows is an OOM kill
-        return record.evolve(oom_kills=record.oom_kills + 1).with_failure(Reason.OOM_KILLED)
+        return record  # the `die` that follows classifies the exit (a child's OOM leaves it running)
 
     def _start(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
-        life.pending_oom = False  # a new run: an OOM kill whose die never came belonged to the last one
-        if life.inspected_started is not None and event.time < life.inspected_started + SAME_CYCLE:
+        run = life.run
+        if event.time < life.inspected_at:
+            if run.started is not None and event.time < run.started - SAME_CYCLE:
+                life.older = Run(started=event.time)  # an older run, replayed after the inspect
+            else:
+                run.start_seen = True
             return record  # already in the inspected RestartCount and state
+        if not run.start_seen and run.started is not None and event.time - run.started < SAME_CYCLE:
+            run.start_seen = True
+            return record  # the inspected run's own start, stamped late
+        record = self._close_run(record, run)
+        life.run, life.older = Run(started=event.time), Run()
         restarts = record.restarts
         if life.restart_scheduled:
             life.restart_scheduled = False  # counted when the restart was scheduled
@@ -253,30 +335,72 @@ class DockerLifecycle:
                              health=health, message="", reason=self._running_reason(record.reason, health, life))
 
     @staticmethod
+    def _close_run(record: ContainerRecord, run: Run) -> ContainerRecord:
+        """A run that ends without a `die` (the engine died between its `oom` and its exit):
+        its OOM kill was its exit."""
+        if run.oom and not run.exit_counted and run.started is not None:
+            run.exit_counted = True
+            return record.with_failure(Reason.OOM_KILLED)
+        return record
+
+    @staticmethod
     def _running_reason(current: Reason, health: Health, life: Life) -> Reason:
         if life.streak >= 2 and current is Reason.CRASH_LOOP_BACK_OFF:
             return Reason.CRASH_LOOP_BACK_OFF
         return Reason.UNHEALTHY if health is Health.UNHEALTHY else Reason.RUNNING
 
+    @staticmethod
+    def _exit_reason(exit_code: int, run: Run, life: Life) -> tuple[Reason, bool]:
+        """(reason, inferred): OOMKilled for exit 137 after the run's `oom`, or inferred from
+        the first exit 137 of a run under a memory limit with no `kill` from the engine in it."""
+        if exit_code != OOM_EXIT:
+            return termination_reason(exit_code, False), False
+        if run.oom:
+            return Reason.OOM_KILLED, False
+        if life.memory_limited and not run.killed and not run.exit_counted:
+            return Reason.OOM_KILLED, True  # a run's first exit only: a second is a stale task killed by hand
+        return Reason.ERROR, False
+
+    def _older_die(self, event: DockerEvent, record: ContainerRecord, life: Life, exit_code: int,
+                   run: Run) -> ContainerRecord:
+        """An exit the inspected state is newer than (an older run's, or a second `die` of a run,
+        from a stale task after an engine crash): counted, the state left as inspected."""
+        reason, inferred = self._exit_reason(exit_code, run, life)
+        closed = run.exit_counted and run.oom  # its OOM kill was booked as its exit when a newer run showed
+        if inferred:
+            run.oom = True
+            record = record.evolve(oom_kills=record.oom_kills + 1)
+        run.exit_counted = True
+        finished = life.running_finished
+        if finished is not None and event.time >= finished - EXIT_STAMP:
+            # the exit an inspect of the running container could not tell the code of
+            record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
+                                   last_terminated_at=event.time)
+        return record if closed and reason is Reason.OOM_KILLED else _counted(record, reason)
+
     def _die(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         exit_code = event.exit_code if event.exit_code is not None else -1
-        oom, life.pending_oom = life.pending_oom, False
-        reason = termination_reason(exit_code, oom)
-        finished = life.inspected_finished
-        if finished is not None and event.time < finished + SAME_CYCLE:
-            if event.time > finished - SAME_CYCLE:
-                if life.inspected_told:
-                    return record  # the inspected exit itself, counted at inspect
-                # the inspected exit, of a container running again: the inspect could not tell its code
-                record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
-                                       last_terminated_at=event.time)
-            return record if oom else _counted(record, reason)  # an older exit: count it, state is newer
-        failures = [] if oom or not reason.is_failure else [reason]  # the oom event counted OOMKilled
+        run = life.run
+        if run.started is not None and event.time < run.started - EXIT_STAMP:
+            return self._older_die(event, record, life, exit_code, life.older)
+        if (run.finished is not None and run.finished - EXIT_STAMP <= event.time < run.finished + DIE_LAG
+                and exit_code == record.last_exit_code):
+            run.finished = None
+            return record  # the inspected exit itself, counted at inspect
+        if event.time < life.inspected_at:
+            return self._older_die(event, record, life, exit_code, run)
+        reason, inferred = self._exit_reason(exit_code, run, life)
+        failures = [reason] if reason.is_failure else []
+        oom_kills = record.oom_kills
+        if inferred:
+            run.oom, oom_kills = True, oom_kills + 1
+        run.exit_counted, run.exit_at = True, event.time
         ran_for = event.time - record.started_at if record.started_at else 0.0
         life.quick_exits = life.quick_exits + 1 if ran_for < ENGINE_DELAY_RESET else 1
         changes: dict[str, object] = {"last_exit_code": exit_code, "last_terminated_reason": reason,
-                                      "last_terminated_at": event.time}
-        crashed = exit_code != 0 or oom
+                                      "last_terminated_at": event.time, "oom_kills": oom_kills,
+                                      "message": INFERRED_OOM if inferred else ""}
+        crashed = exit_code != 0
         restarts_again = not life.exit_on_next and (
             life.policy in ("always", "unless-stopped")
             or (life.policy == "on-failure" and exit_code != 0

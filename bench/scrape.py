@@ -45,7 +45,7 @@ def stock_registry(records: list[ContainerRecord]) -> CollectorRegistry:
         else:
             metric = Gauge(family.name, family.help, labels, registry=registry)
         for rec in records:
-            ident = (rec.source.value, rec.host, rec.namespace, rec.pod, rec.container, rec.image)
+            ident = (rec.source.value, rec.host, rec.namespace, rec.pod, rec.container)
             for extra, value in family.samples(rec):
                 child = metric.labels(*ident, *extra)
                 if family.type == COUNTER:

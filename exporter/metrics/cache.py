@@ -8,10 +8,15 @@ No two objects ever render the same series: objects whose text has the same pref
 labels) claim it, and only the highest-ranked claimant (the newest container: an engine that
 reused a name, a removal we missed) is rendered; the others are shadowed and counted, and come
 back if it goes.
+
+Each family's text is also kept compressed, per block of objects, as gzip members (RFC 1952
+allows a stream of concatenated members; Go's and Python's readers join them): a gzip scrape
+sends those bytes as they are and recompresses only the blocks whose text changed.
 """
 from __future__ import annotations
 
 import threading
+import zlib
 from typing import Any, Callable, Generic, Hashable, Iterable, Sequence, TypeVar
 
 from exporter.metrics.family import Family, render
@@ -19,12 +24,24 @@ from exporter.metrics.family import Family, render
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
+BLOCK_SIZE = 64  # objects per gzip member: ~7 KB of a family's text; a member costs 18 bytes
+
+
+def gzip_member(data: bytes) -> bytes:
+    """One gzip member (header, deflate at level 1, CRC and size trailer) holding `data`."""
+    return zlib.compress(data, 1, wbits=31)
+
+
+class Members(tuple):  # type: ignore[type-arg]
+    """gzip members whose concatenation decompresses to one family's text."""
+
 
 class RenderCache(Generic[K, T]):
     """Per-family maps of key -> rendered sample text for a large, changing set of objects."""
 
     def __init__(self, families: Sequence[Family[T]], prefix: Callable[[T], str],
-                 lookup: Callable[[K], T | None], *, rank: Callable[[T], Any] | None = None) -> None:
+                 lookup: Callable[[K], T | None], *, rank: Callable[[T], Any] | None = None,
+                 block_size: int | None = None) -> None:
         self.families = tuple(families)
         self._prefix = prefix
         self._lookup = lookup
@@ -33,6 +50,14 @@ class RenderCache(Generic[K, T]):
         self._prefix_of: dict[K, str] = {}
         self._text: list[dict[K, bytes]] = [{} for _ in self.families]
         self._joined: list[bytes | None] = [None for _ in self.families]  # per family, until it changes
+        # objects are grouped in blocks, in the order they first got text; per family and block the
+        # gzip member of that block's text is kept until one of its objects' text changes
+        self._block_size = block_size or BLOCK_SIZE
+        self._blocks: dict[int, dict[K, None]] = {}
+        self._block_of: dict[K, int] = {}
+        self._roomy: set[int] = set()  # blocks with room for a new object
+        self._next_block = 0
+        self._members: list[dict[int, bytes]] = [{} for _ in self.families]
         self._dirty: set[K] = set()
         self._dirty_lock = threading.Lock()
         self._render_lock = threading.Lock()
@@ -95,20 +120,52 @@ class RenderCache(Generic[K, T]):
 
     def _store(self, key: K, rendered: list[bytes]) -> None:
         joined = self._joined
+        block = self._block_of.get(key)
+        if block is None:
+            block = self._place(key)
         for i, (text, texts) in enumerate(zip(rendered, self._text)):
             old = texts.get(key)
             if text:
                 if text != old:
                     texts[key] = text
                     joined[i] = None
+                    self._members[i].pop(block, None)
             elif old is not None:
                 del texts[key]
                 joined[i] = None
+                self._members[i].pop(block, None)
 
     def _drop(self, key: K) -> None:
+        block = self._block_of.pop(key, None)
+        if block is None:
+            return
         for i, texts in enumerate(self._text):
             if texts.pop(key, None) is not None:
                 self._joined[i] = None
+                self._members[i].pop(block, None)
+        keys = self._blocks[block]
+        del keys[key]
+        if keys:
+            self._roomy.add(block)
+        else:
+            del self._blocks[block]
+            self._roomy.discard(block)
+
+    def _place(self, key: K) -> int:
+        """Put a newly rendered object in the first block with room (or a new one at the end)."""
+        if self._roomy:
+            block = min(self._roomy)
+        else:
+            block = self._next_block
+            self._next_block += 1
+            self._blocks[block] = {}
+            self._roomy.add(block)
+        keys = self._blocks[block]
+        keys[key] = None
+        if len(keys) >= self._block_size:
+            self._roomy.discard(block)
+        self._block_of[key] = block
+        return block
 
     def shadowed(self) -> int:
         """Objects not rendered because a higher-ranked one has the same identity labels."""
@@ -128,8 +185,31 @@ class RenderCache(Generic[K, T]):
             joined = self._joined
             for i, texts in enumerate(self._text):
                 if joined[i] is None:
-                    joined[i] = b"".join(texts.values())
+                    joined[i] = b"".join(texts[key] for keys in self._blocks.values() for key in keys
+                                         if key in texts)
             return list(zip(self.families, joined))  # type: ignore[arg-type]
+
+    def members(self) -> list[tuple[Family[T], Members]]:
+        """(family, gzip members of its text) for each family, after a refresh, in `bodies()` order.
+
+        Only blocks whose text changed since the last call are compressed again; an unchanged
+        scrape of 1,000 containers then sends ~170 KB of kept bytes instead of compressing 1.9 MB.
+        """
+        with self._render_lock:
+            self.refresh()
+            out = []
+            blocks = self._blocks
+            for family, texts, members in zip(self.families, self._text, self._members):
+                parts = []
+                for block, keys in blocks.items():
+                    member = members.get(block)
+                    if member is None:
+                        text = b"".join([texts[key] for key in keys if key in texts])
+                        member = members[block] = gzip_member(text) if text else b""
+                    if member:
+                        parts.append(member)
+                out.append((family, Members(parts)))
+            return out
 
     def series_count(self) -> int:
         return sum(text.count(b"\n") for texts in self._text for text in texts.values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from exporter.metrics.cache import RenderCache
+from exporter.metrics.cache import Members, RenderCache
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix, render
 from exporter.state import ContainerRecord, Health, Phase, StateStore
 
@@ -214,7 +214,13 @@ class ContainerCollector:
         self._pods.mark(key)
 
     def collect(self) -> Iterable[tuple[Family, bytes]]:
-        bodies = [*self._cache.bodies(), *self._pods.bodies()]
+        return self._with_shadowed([*self._cache.bodies(), *self._pods.bodies()])
+
+    def collect_gzip(self) -> Iterable[tuple[Family, bytes | Members]]:
+        """As `collect`, with each cached family's text as its kept gzip members (same order)."""
+        return self._with_shadowed([*self._cache.members(), *self._pods.members()])
+
+    def _with_shadowed(self, bodies: list) -> list:  # type: ignore[type-arg]
         shadowed = render(SHADOWED, self._cache.shadowed(), "").encode()  # pods: deduplicated, not counted
         return [*bodies, (SHADOWED, shadowed)]
 

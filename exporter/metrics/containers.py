@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from exporter.metrics.cache import Members, RenderCache
+from exporter.metrics.cache import RenderCache
+from exporter.metrics.deflate import Segment
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix, render
 from exporter.state import ContainerRecord, Health, Phase, StateStore
 
@@ -216,9 +217,9 @@ class ContainerCollector:
     def collect(self) -> Iterable[tuple[Family, bytes]]:
         return self._with_shadowed([*self._cache.bodies(), *self._pods.bodies()])
 
-    def collect_gzip(self) -> Iterable[tuple[Family, bytes | Members]]:
-        """As `collect`, with each cached family's text as its kept gzip members (same order)."""
-        return self._with_shadowed([*self._cache.members(), *self._pods.members()])
+    def collect_compressed(self) -> Iterable[tuple[Family, bytes | Segment]]:
+        """As `collect`, with each cached family's text compressed (kept per block; same order)."""
+        return self._with_shadowed([*self._cache.compressed(), *self._pods.compressed()])
 
     def _with_shadowed(self, bodies: list) -> list:  # type: ignore[type-arg]
         shadowed = render(SHADOWED, self._cache.shadowed(), "").encode()  # pods: deduplicated, not counted

@@ -2,9 +2,10 @@
 
 Prometheus text 0.0.4 and OpenMetrics differ only in counter family names in the headers and the
 trailing `# EOF`, so sample text is shared. Gzip uses level 1: about 3x cheaper than the default
-for the same text, and Prometheus always asks for gzip. A gzip body is a stream of members
-(RFC 1952): the cached families' kept members (exporter.metrics.cache), headers compressed once,
-and one member per scrape for the small uncached rest, the process metrics and `# EOF` last.
+for the same text, and Prometheus always asks for gzip. A gzip body is one member made of
+deflate segments (exporter.metrics.deflate): the cached families' kept segments, headers
+compressed once, and one segment per run of small uncached text, the process metrics and
+`# EOF` last.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE_OPENMETRICS
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.metrics.cache import Members, gzip_member
+from exporter.metrics.deflate import Segment, gzip_body, segment
 from exporter.metrics.family import Family
 
 
@@ -63,36 +64,35 @@ def _append(family: Family, body: Body, parts: list[bytes], openmetrics: bool,
         parts.extend(body)
 
 
-def collect_members(collectors: Iterable[Collector], tail: bytes, *, openmetrics: bool = False,
-                    headers: dict[tuple[str, bool], bytes] | None = None,
-                    gzip_headers: dict[tuple[str, bool], bytes] | None = None) -> list[bytes]:
-    """gzip members that decompress to `collect_parts(...)` + `tail`, as in one scrape.
+def collect_segments(collectors: Iterable[Collector], tail: bytes, *, openmetrics: bool = False,
+                     headers: dict[tuple[str, bool], bytes] | None = None,
+                     compressed_headers: dict[tuple[str, bool], Segment] | None = None) -> list[Segment]:
+    """Deflate segments of `collect_parts(...)` + `tail`, in order, as in one scrape.
 
-    Collectors with kept members (`collect_gzip`) contribute them as they are, after their
-    family's header (compressed once); the text in between (small collectors) is gathered and
-    compressed as one member per run, the last one ending with `tail` (`# EOF` in OpenMetrics).
+    Collectors that keep their text compressed (`collect_compressed`) contribute it as it is,
+    after their family's header (compressed once); the text in between (small collectors) is
+    gathered and compressed per run, the last run ending with `tail` (`# EOF` in OpenMetrics).
     """
     cache = headers if headers is not None else {}
-    gzip_cache = gzip_headers if gzip_headers is not None else {}
-    members: list[bytes] = []
+    compressed_cache = compressed_headers if compressed_headers is not None else {}
+    out: list[Segment] = []
     pending: list[bytes] = []
     for collector in collectors:
-        collect = getattr(collector, "collect_gzip", None) or collector.collect
+        collect = getattr(collector, "collect_compressed", None) or collector.collect
         for family, body in collect():
-            if not isinstance(body, Members):
+            if not isinstance(body, Segment):
                 _append(family, body, pending, openmetrics, cache)
                 continue
             if pending:
-                members.append(gzip_member(b"".join(pending)))
+                out.append(segment(b"".join(pending)))
                 pending.clear()
-            header = gzip_cache.get((family.name, openmetrics))
+            header = compressed_cache.get((family.name, openmetrics))
             if header is None:
-                header = gzip_cache[(family.name, openmetrics)] = gzip_member(_header(family, openmetrics, cache))
-            members.append(header)
-            members.extend(body)
+                header = compressed_cache[(family.name, openmetrics)] = segment(_header(family, openmetrics, cache))
+            out += (header, body)
     pending.append(tail)
-    members.append(gzip_member(b"".join(pending)))
-    return members
+    out.append(segment(b"".join(pending)))
+    return out
 
 
 def render_collectors(collectors: Iterable[Collector], *, openmetrics: bool = False) -> bytes:
@@ -143,7 +143,7 @@ class Exposition:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.process_registry)
         self._headers: dict[tuple[str, bool], bytes] = {}
-        self._gzip_headers: dict[tuple[str, bool], bytes] = {}
+        self._compressed_headers: dict[tuple[str, bool], Segment] = {}
 
     def names(self) -> list[str]:
         return [f.name for c in self._collectors for f in c.families()]
@@ -158,11 +158,10 @@ class Exposition:
         return body
 
     def render_gzip(self, *, openmetrics: bool = False) -> bytes:
-        """The same body gzip-encoded, from the kept members of every unchanged block."""
+        """The same body gzip-encoded, from the kept compressed text of every unchanged block."""
         start = time.perf_counter()
-        tail = self._tail(openmetrics)
-        body = b"".join(collect_members(self._collectors, tail, openmetrics=openmetrics, headers=self._headers,
-                                       gzip_headers=self._gzip_headers))
+        body = gzip_body(collect_segments(self._collectors, self._tail(openmetrics), openmetrics=openmetrics,
+                                          headers=self._headers, compressed_headers=self._compressed_headers))
         self.scrape_duration.observe(time.perf_counter() - start)
         return body
 

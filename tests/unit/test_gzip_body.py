@@ -1,4 +1,4 @@
-"""The gzip body is a stream of kept members (RFC 1952) that decompresses to exactly the text body.
+"""The gzip body, one member of kept deflate segments, decompresses to exactly the text body.
 
 Random sequences of adds, changes, removals and re-creations under an identity already shown,
 with blocks of 3 containers so that most steps touch some blocks and leave others, checked for
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
-from exporter.metrics import cache
+from exporter.metrics import cache, deflate
 from exporter.resilience import ResilienceRegistry
 from exporter.state import ContainerRecord, Phase, Reason, Source, StateStore
 
@@ -49,6 +49,16 @@ def members(body: bytes) -> int:
     return count
 
 
+def test_segments_join_with_combined_crcs_in_zlib_and_in_python() -> None:
+    texts = [b"", b"a 1\n" * 5000, b"", b"b{x=\"y\"} 2\n", bytes(range(256)) * 300]
+    body = deflate.gzip_body(deflate.segment(t) for t in texts)
+    assert gzip.decompress(body) == b"".join(texts) and members(body) == 1
+    for crc1, crc2, len2 in ((0, 0, 0), (zlib.crc32(texts[1]), zlib.crc32(texts[4]), len(texts[4]))):
+        assert deflate._python_combine(crc1, crc2, len2) == deflate.crc32_combine(crc1, crc2, len2)  # noqa: SLF001
+    assert deflate._python_combine(zlib.crc32(texts[1]), zlib.crc32(texts[4]), len(texts[4])) == \
+        zlib.crc32(texts[1] + texts[4])  # noqa: SLF001
+
+
 @settings(max_examples=150, deadline=None)
 @given(steps=ops)
 def test_gzip_body_decompresses_to_the_text_body_after_every_change(steps: list[tuple[str, int]]) -> None:
@@ -74,28 +84,30 @@ def test_gzip_body_decompresses_to_the_text_body_after_every_change(steps: list[
             assert text.endswith(b"# EOF\n")
 
 
-def test_an_unchanged_scrape_sends_kept_members_and_a_change_recompresses_only_its_block() -> None:
+def test_an_unchanged_scrape_sends_kept_bytes_and_a_change_recompresses_only_its_block() -> None:
     store = StateStore()
     records = [record(i, 1.0).with_failure(Reason.ERROR) for i in range(200)]
     for r in records:
         store.put(r)
     collector = ContainerCollector(store)
-    first = dict(collector.collect_gzip())
-    again = dict(collector.collect_gzip())
+    first = dict(collector.collect_compressed())
+    again = dict(collector.collect_compressed())
+    kept = [dict(c._segments[i]) for c in (collector._cache,) for i in range(len(c.families))]  # noqa: SLF001
     changed = records[150].with_failure(Reason.ERROR)
     store.put(changed)
-    after = dict(collector.collect_gzip())
+    after = dict(collector.collect_compressed())
+    rekept = [dict(c._segments[i]) for c in (collector._cache,) for i in range(len(c.families))]  # noqa: SLF001
+    for family, body in first.items():
+        if isinstance(body, deflate.Segment):
+            assert again[family] is body  # nothing compressed or joined again
     changed_families = []
-    for family, kept in first.items():
-        if not isinstance(kept, cache.Members) or not kept:
-            continue
-        assert len(kept) == 4  # 200 containers in blocks of 64
-        assert all(a is b for a, b in zip(kept, again[family]))  # nothing compressed again
-        same = [a is b for a, b in zip(kept, after[family])]
-        assert same.count(False) <= 1  # at most the changed container's block
+    for family, before, now in zip(collector._cache.families, kept, rekept):  # noqa: SLF001
+        assert len(before) == 4  # 200 containers in blocks of 64
+        same = [before[block] is now[block] for block in before]
+        assert same.count(False) <= 1  # at most the changed container's block was compressed again
         if not all(same):
             changed_families.append(family.name)
     assert "workload_container_failures_total" in changed_families
     exposition = exposition_of(store)
     body = exposition.render_gzip(openmetrics=True)
-    assert members(body) > 4 and gzip.decompress(body) == exposition.render(openmetrics=True)
+    assert members(body) == 1 and gzip.decompress(body) == exposition.render(openmetrics=True)

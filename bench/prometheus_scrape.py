@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -24,8 +25,6 @@ import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import requests
 
 from bench.common import Row
 from bench.scrape import stock_registry, synthetic
@@ -105,18 +104,19 @@ def _floor(n: int, port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+def _listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    """Each target listens once its samples are built (a 10,000-container scrape of client_python
+    takes longer than any HTTP readiness timeout here, so readiness is the open port)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url}: target exited with {proc.returncode}")
+            raise RuntimeError(f"target on port {port} exited with {proc.returncode}")
         try:
-            if requests.get(url, timeout=30).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url}: not serving after {timeout}s")
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"port {port}: not listening after {timeout}s")
 
 
 def measure(n: int, *, churn: bool, seconds: float) -> dict[str, dict[str, float]]:
@@ -130,9 +130,10 @@ def measure(n: int, *, churn: bool, seconds: float) -> dict[str, dict[str, float
         for target, port in ports.items():
             args = [sys.executable, "-m", "bench.prometheus_scrape", "--serve", target, "--containers", str(n),
                     "--port", str(port)] + (["--churn-every", str(interval)] if churn else [])
-            procs[target] = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        for target, port in ports.items():
-            _wait(f"http://127.0.0.1:{port}/metrics", procs[target])
+            with open(root / f"{target}.log", "wb") as log:
+                procs[target] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        for target, port in ports.items():  # building 10,000 containers' objects takes a while
+            _listening(port, procs[target])
         prometheus = Prometheus(root, targets={t: [f"127.0.0.1:{p}"] for t, p in ports.items()}, alertmanager=None,
                                 rule_files=[], scrape_interval=f"{interval}s", evaluation_interval="10s",
                                 params={t: {"scrape_timeout": f"{interval}s"} for t in TARGETS})

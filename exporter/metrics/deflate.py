@@ -9,8 +9,6 @@ again. One member, not concatenated members: curl (7.88) stops after the first m
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import struct
 import zlib
 from typing import Callable, Iterable, NamedTuple
@@ -39,10 +37,11 @@ def segment(text: bytes) -> Segment:
 
 
 def _zlib_combine() -> Callable[[int, int, int], int] | None:
-    name = ctypes.util.find_library("z")
+    """zlib's own crc32_combine64 (the library Python's zlib module wraps); None where it cannot load."""
+    import ctypes  # here, not at import: only a gzip scrape needs it
+
     try:
-        library = ctypes.CDLL(name or "libz.so.1")
-        combine = library.crc32_combine64
+        combine = ctypes.CDLL("libz.so.1").crc32_combine64
     except (OSError, AttributeError):
         return None
     combine.restype = ctypes.c_ulong
@@ -77,7 +76,14 @@ def _python_combine(crc1: int, crc2: int, len2: int) -> int:
     return _multmodp(power, crc1) ^ crc2
 
 
-crc32_combine: Callable[[int, int, int], int] = _zlib_combine() or _python_combine
+_combine: list[Callable[[int, int, int], int]] = []
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """crc32(A + B) from crc32(A), crc32(B) and len(B)."""
+    if not _combine:
+        _combine.append(_zlib_combine() or _python_combine)
+    return _combine[0](crc1, crc2, len2)
 
 
 def join(segments: Iterable[Segment]) -> Segment:

@@ -13,6 +13,7 @@ import re
 from typing import Iterable, Sequence
 
 from exporter.metrics.cache import RenderCache
+from exporter.metrics.deflate import Segment
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix, render
 from exporter.state import ContainerRecord, Health, Phase, StateStore
 
@@ -214,7 +215,13 @@ class ContainerCollector:
         self._pods.mark(key)
 
     def collect(self) -> Iterable[tuple[Family, bytes]]:
-        bodies = [*self._cache.bodies(), *self._pods.bodies()]
+        return self._with_shadowed([*self._cache.bodies(), *self._pods.bodies()])
+
+    def collect_compressed(self) -> Iterable[tuple[Family, bytes | Segment]]:
+        """As `collect`, with each cached family's text compressed (kept per block; same order)."""
+        return self._with_shadowed([*self._cache.compressed(), *self._pods.compressed()])
+
+    def _with_shadowed(self, bodies: list) -> list:  # type: ignore[type-arg]
         shadowed = render(SHADOWED, self._cache.shadowed(), "").encode()  # pods: deduplicated, not counted
         return [*bodies, (SHADOWED, shadowed)]
 

@@ -28,7 +28,7 @@ def test_image_builds_offline_runs_non_root_and_serves_metrics(dockerd: PrivateD
     assert over_base <= MAX_OVER_BASE
     config = dockerd.client().inspect_image(exporter_image)["Config"]
     assert config["User"] == "10001:10001" and config["Healthcheck"]["Test"][0] == "CMD"
-    assert_labels_and_version(config, dockerd.cli("run", "--rm", exporter_image, "--version").stdout)
+    assert_labels_and_version(config, dockerd.cli("run", "--rm", exporter_image, "--version", timeout=300).stdout)
 
     port = free_port()
     dockerd.run("--name", "img-watched", IMAGE, "sh", "-c", "exit 4")

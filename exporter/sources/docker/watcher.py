@@ -265,7 +265,8 @@ class DockerWatcher:
             if action == "destroy":
                 self._dropped.discard(cid)
             # A container adopted at its `create` takes its config only: every event from then on follows.
-            if action == "destroy" or not self._adopt(cid, state=action != "create"):
+            if action == "destroy" or not (self._adopt(cid, state=action != "create")
+                                           or (action == "create" and self._adopt_from_event(event))):
                 self.store.count_event(SOURCE, "ignored")
                 return
         if action == "update":  # restart policy or limits changed: inspect its config again
@@ -278,6 +279,15 @@ class DockerWatcher:
             apply = self.lifecycle.apply
             self.store.update(cid, lambda record: apply(event, record) or record)
         self.store.count_event(SOURCE, "ok")
+
+    def _adopt_from_event(self, event: DockerEvent) -> bool:
+        """A container gone before its inspect (a short `--rm` run): tracked from its events alone
+        (no config: restart policy no, no memory limit known) until its `destroy`."""
+        if not event.name or len(self._ids) >= self.max_containers:
+            return False
+        self.store.put(self.lifecycle.from_event(event))
+        self._ids.add(event.container_id)
+        return True
 
     def _remember(self, seen: tuple[int, str, str]) -> None:
         """Keep the events of the last REPLAY_WINDOW to recognise their replays."""

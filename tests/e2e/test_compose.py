@@ -85,7 +85,7 @@ def test_compose_up_writes_the_textfile_node_exporter_serves(dockerd: PrivateDoc
         assert "node_textfile_scrape_error 0" in text
         # node_exporter sorts the labels; host is config.yaml's, the exit code the container's
         assert re.search(r'^workload_container_last_exit_code\{container="compose-watched",host="pi-livingroom",'
-                         r'[^}]*source="docker"\} 3$', text, re.M), text
+                         r'[^}]*source="docker"[^}]*\} 3$', text, re.M), text  # writer= follows source=
         exporter = requests.get(f"http://127.0.0.1:{stack_env['RESILIENCE_EXPORTER_PORT']}/metrics", timeout=5).text
         assert 'resilience_exporter_source_up{source="docker"} 1' in exporter
         owners = dockerd.cli("run", "--rm", "-v", f"{PROJECT}_textfile:/t:ro", IMAGE, "sh", "-c",

@@ -27,13 +27,15 @@ The truth after a kill -9, per container: every failure the engine reports, coun
   never the exit); an `oom` after its own `die` is still that one exit;
 - a termination only the state tells: a start the restore failed, whose FinishedAt is later
   than the last `die` (the restore set it stopped at an exit no `die` reported, or at its own
-  start time); no event is ever sent for it.
+  start time); no event is ever sent for it. The `die` its stale task sends when cleaned up
+  is that same termination, not another.
 An exit while dockerd is dead has no `die`, and the restore restarts the container before its
 API answers, with ExitCode already 0 again: no API caller can learn that exit's code, so it is
 not an engine-reported failure. Those `silent` exits = runs (lines written) - runs with a `die`;
 nothing restarts a container while dockerd is dead, so 0 <= silent <= kills (one per trial).
-Asserted: failures[Error] + [OOMKilled] + [StartFailure] == those failures; oom_kills == `oom`
-events; restarts == the final RestartCount; last_exit_code == the final State.ExitCode; no
+Asserted: failures[Error] + [OOMKilled] + [StartFailure] == those failures; oom_kills == runs
+with an `oom` event or ending 137 under no `kill` of the engine (only the OOM hog has a memory
+limit; a kill -9 between the kernel's kill and the event loses the event); restarts == the final RestartCount; last_exit_code == the final State.ExitCode; no
 process, mount or shim socket left once the trial's dockerd is closed.
 
 `python -m bench.dockerd_kill [--trials 20] [--seed 8] [-v]` (root; ~5 s per trial, 20 s more
@@ -65,6 +67,8 @@ import docker
 from bench.common import Row
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
+from exporter.sources.docker.lifecycle import RESTART_OVERDUE
+from exporter.sources.docker.watcher import SETTLE_EVERY
 from exporter.state import ContainerRecord, Reason, StateStore
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
@@ -167,31 +171,43 @@ class EngineLedger:
             return [e for e in self.events if e.get("Action") == action
                     and (e.get("Actor") or {}).get("Attributes", {}).get("name") == name]
 
-    def failed_runs(self, name: str) -> tuple[int, int, int]:
-        """(die events with a non-zero exit, oom events whose run has no die, runs with a die).
+    def failed_runs(self, name: str, failed_starts_seen: tuple[int, ...] = ()) -> Failed:
+        """What the engine reported of one container's runs (see `Failed`).
 
         A run is the events from one `start` to the next. dockerd killed between a run's `oom`
         and its `die` reported the OOM kill but never the exit; an `oom` after its `die`
-        (containerd delivers either first) is still that one exit. A second `die` in a run is a
-        stale task's (a start the kill interrupted, cleaned up later), not a run's exit.
+        (containerd delivers either first) is still that one exit. A `die` after a start the
+        restore failed (seen at `failed_starts_seen`) and before the next `start` is that failed
+        start's stale task being cleaned up: the same termination the state already told.
         """
         with self._lock:
             mine = [e for e in self.events if (e.get("Actor") or {}).get("Attributes", {}).get("name") == name]
         events = sorted(mine, key=lambda e: int(e.get("timeNano") or 0))
-        dies = ooms_alone = runs_with_die = 0
-        run_dies, run_oom = 0, False
-        for event in [*events, {"Action": "start"}]:
-            action = event.get("Action")
+        found = Failed()
+        run_dies, run_oom, run_kill, run_137, cleaning = 0, False, False, False, False
+        pending = sorted(failed_starts_seen)
+        for event in [*events, {"Action": "start", "timeNano": 2**62}]:
+            action, at = event.get("Action"), int(event.get("timeNano") or 0)
+            while pending and pending[0] <= at:
+                pending.pop(0)
+                cleaning = True
             if action == "start":
-                ooms_alone += 1 if run_oom and not run_dies else 0
-                runs_with_die += 1 if run_dies else 0
-                run_dies, run_oom = 0, False
+                found.ooms_alone += 1 if run_oom and not run_dies else 0
+                found.runs_with_die += 1 if run_dies else 0
+                found.oom_kills += 1 if run_oom or (run_137 and not run_kill) else 0
+                run_dies, run_oom, run_kill, run_137, cleaning = 0, False, False, False, False
+            elif action == "kill":
+                run_kill = True
+            elif action == "die" and cleaning:
+                found.stale_dies += 1
             elif action == "die":
                 run_dies += 1
-                dies += 1 if event["Actor"]["Attributes"].get("exitCode", "0") != "0" else 0
+                code = event["Actor"]["Attributes"].get("exitCode", "0")
+                found.dies += 1 if code != "0" else 0
+                run_137 = run_137 or code == "137"
             elif action == "oom":
                 run_oom = True
-        return dies, ooms_alone, runs_with_die
+        return found
 
     def stop(self) -> None:
         self._stop.set()
@@ -202,6 +218,16 @@ class EngineLedger:
             except Exception:
                 pass
         self._thread.join(timeout=10)
+
+
+@dataclass
+class Failed:
+    """One container's failures as the engine's events report them."""
+    dies: int = 0           # die events with a non-zero exit, stale-task cleanups excepted
+    ooms_alone: int = 0     # oom events whose run has no die
+    runs_with_die: int = 0
+    oom_kills: int = 0      # runs with an oom event, or ending 137 with no kill from the engine
+    stale_dies: int = 0     # dies of a failed start's stale task, cleaned up
 
 
 def processes(*needles: str, cgroups: tuple[str, ...] = ()) -> list[tuple[int, str]]:
@@ -324,7 +350,8 @@ class Counts:
     engine_dies: int = 0         # die events with a non-zero exit code, any dockerd instance
     engine_ooms_alone: int = 0   # oom events whose run has no die (dockerd died in between)
     engine_failed_starts: int = 0  # failed restore starts whose state tells an exit no event did
-    engine_ooms: int = 0         # oom events
+    engine_stale_dies: int = 0     # dies of those starts' stale tasks, cleaned up: not counted again
+    engine_ooms: int = 0         # runs with an oom event, or ending 137 with no kill (the event lost in the kill -9)
     engine_restarts: int = 0     # final RestartCount
     engine_exit_code: int = -1   # final State.ExitCode
     ours_exits: int = 0          # failures[Error] + [OOMKilled] + [StartFailure]
@@ -548,6 +575,10 @@ class Trial:
                  30, f"{spec.name}: docker update --restart no")
         must(lambda: all(client.inspect_container(self.ids[s.name])["State"]["Status"] == "exited" for s in SPECS),
              120, "every container to exit once its policy is no")
+        # A `docker update` that failed on a run exiting meanwhile has already switched dockerd's
+        # restart monitor to "no": no restart follows the exit its HostConfig still promises. The
+        # watcher asks the engine once that restart is overdue (RESTART_OVERDUE after its delay).
+        wait(self.restarts_equal, RESTART_OVERDUE + SETTLE_EVERY + 30)
         # Barrier: events arrive in order, so once both sides have the marker, both have the rest.
         marker = client.create_container(IMAGE, command=["true"], name=f"marker-{self.token}",
                                          host_config=client.create_host_config(network_mode="none"))["Id"]
@@ -559,17 +590,18 @@ class Trial:
             record = self.record(spec)
             name = self.names[spec.name]
             assert record is not None
-            dies, ooms_alone, runs_with_die = self.ledger.failed_runs(name)
+            seen_failed = tuple(seen for container, _, seen in self.failed_starts if container == spec.name)
+            failed = self.ledger.failed_runs(name, seen_failed)
             # A failed start is a termination of its own when its FinishedAt is later than the last
             # die before it (the restore set it stopped at an exit no die reported, or at its own
             # start time); otherwise the state still shows the exit that die reported.
             told_by_state = sum(1 for container, finished, seen in self.failed_starts if container == spec.name
                                 and finished > max((int(e["timeNano"]) for e in self.ledger.of(name, "die")
                                                     if int(e["timeNano"]) < seen), default=0))
-            counts = Counts(spec.name, runs=self.runs(spec), runs_with_die=runs_with_die,
-                            engine_dies=dies, engine_ooms_alone=ooms_alone,
-                            engine_failed_starts=told_by_state,
-                            engine_ooms=len(self.ledger.of(name, "oom")),
+            counts = Counts(spec.name, runs=self.runs(spec), runs_with_die=failed.runs_with_die,
+                            engine_dies=failed.dies, engine_ooms_alone=failed.ooms_alone,
+                            engine_failed_starts=told_by_state, engine_stale_dies=failed.stale_dies,
+                            engine_ooms=failed.oom_kills,
                             engine_restarts=state["RestartCount"], engine_exit_code=state["State"]["ExitCode"],
                             ours_exits=sum(record.failures.get(r, 0) for r in EXIT_REASONS),
                             ours_ooms=record.oom_kills, ours_restarts=record.restarts,
@@ -647,7 +679,8 @@ def rows(trials: int = 20, seed: int = 8, log: Callable[[str], None] = lambda li
                 "equal", c.ours_exits == c.engine_exits),
             Row(f"{c.name}: restarts, ours vs RestartCount", c.ours_restarts, c.engine_restarts, "restarts",
                 "engine RestartCount", "equal", c.ours_restarts == c.engine_restarts),
-            Row(f"{c.name}: OOM kills, ours vs oom events", c.ours_ooms, c.engine_ooms, "kills", "engine oom events",
+            Row(f"{c.name}: OOM kills, ours vs the engine's", c.ours_ooms, c.engine_ooms, "kills",
+                "runs with an oom event or a 137 exit the engine did not kill",
                 "equal", c.ours_ooms == c.engine_ooms),
             Row(f"{c.name}: last exit code, ours vs State.ExitCode",
                 c.ours_exit_code if c.ours_exit_code is not None else -1, c.engine_exit_code, "",

@@ -40,8 +40,8 @@ def test_dockerd_kill9_during_a_crash_storm_counts_each_engine_reported_failure_
         assert c.runs >= TRIALS, c  # each trial waits for a run of every container
         assert c.ours_exits == c.engine_exits, f"{c}\n{story}"   # each failure the engine reports, once
         assert c.ours_ooms == c.engine_ooms, f"{c}\n{story}"
-        assert c.ours_restarts == c.engine_restarts, c
-        assert c.ours_exit_code == c.engine_exit_code == (137 if c.name == "oom" else 3), c
+        assert c.ours_restarts == c.engine_restarts, f"{c}\n{story}"
+        assert c.ours_exit_code == c.engine_exit_code == (137 if c.name == "oom" else 3), f"{c}\n{story}"
         assert 0 <= c.silent <= TRIALS, c  # at most one exit per kill goes unreported
     assert result.met
 

@@ -166,3 +166,42 @@ def test_an_event_stream_out_of_time_order_loses_nothing_and_replays_count_once(
     record = store.get(CID)
     assert record is not None and record.oom_kills == 1 and dict(record.failures) == {Reason.OOM_KILLED: 1}
     assert store.sources()[0].events == {"ignored": 1, "ok": 2, "duplicate": 1}
+
+
+class _Engine:
+    """What the engine answers an inspect with: here, a container its restart monitor left down."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data, self.inspects = data, 0
+
+    def inspect_container(self, cid: str) -> dict[str, Any]:
+        self.inspects += 1
+        return self.data
+
+
+def test_a_restart_the_policy_promised_that_never_came_is_asked_of_the_engine() -> None:
+    # A failed `docker update --restart no` (the run exited meanwhile) still switches dockerd's
+    # restart monitor to "no" and restores HostConfig alone: the next exit is not restarted, no
+    # event says so, and HostConfig still reads "always".
+    t0 = 1767225600.0
+    now = [t0 + 1.0]
+    store = StateStore()
+    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent",
+                            clock=lambda: now[0])
+    store.put(watcher.lifecycle.from_inspect(inspect(restarts=1), None))
+    watcher.handle(ev("die", t0 + 2.0, exit_code=3))   # the policy says always: a restart is expected
+    record = store.get(CID)
+    assert record is not None and record.phase is Phase.WAITING and record.restarts == 2
+    engine = _Engine(inspect("exited", restarts=1, exit_code=3, finished="2026-01-01T00:00:02Z"))
+    watcher._client, watcher._up = engine, True
+    now[0] = t0 + 3.0
+    watcher.settle()                                    # within the engine's restart delay: nothing asked
+    assert engine.inspects == 0 and store.get(CID).phase is Phase.WAITING  # type: ignore[union-attr]
+    now[0] = t0 + 2.0 + 0.2 + 11.0
+    watcher.settle()                                    # overdue: the engine says exited, restarted once
+    record = store.get(CID)
+    assert engine.inspects == 1 and watcher.rechecks == 1
+    assert record is not None and record.phase is Phase.TERMINATED and record.restarts == 1
+    assert record.last_exit_code == 3 and dict(record.failures) == {Reason.ERROR: 1}  # the exit counted once
+    watcher.settle()
+    assert engine.inspects == 1                         # settled: asked once

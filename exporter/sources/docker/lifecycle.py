@@ -48,6 +48,7 @@ ENGINE_RESTART_DELAY = Exponential(base=0.1, factor=2.0, cap=60.0)  # dockerd re
 ENGINE_DELAY_RESET = 10.0  # dockerd resets its restart delay after a run of 10 s
 SAME_CYCLE = 0.1            # a `start` this close to the inspected StartedAt is that same start
 EXIT_STAMP = 0.01           # a `die` is stamped after FinishedAt (clock resolution margin)
+RESTART_OVERDUE = 10.0      # a scheduled restart not started this long after its expected delay: ask the engine
 DIE_LAG = 10.0              # the engine stamps a `die` after its exit's cleanup: up to seconds after FinishedAt
 OOM_EXIT = 137              # 128 + SIGKILL: how the kernel's OOM kill of the main process exits
 COMPOSE_PROJECT = "com.docker.compose.project"
@@ -449,6 +450,15 @@ class DockerLifecycle:
         return record.evolve(reason=Reason.RUNNING)
 
     # -- time ------------------------------------------------------------------------------
+    def restart_overdue(self, record: ContainerRecord, now: float) -> bool:
+        """A restart the policy in HostConfig promises that has not come: the engine decided
+        otherwise, and no event says so. dockerd's `update` switches the restart monitor's
+        policy before it fails on a container that exits meanwhile, then restores HostConfig
+        alone: the container stays down under a policy that still reads `always`."""
+        life = self.lives.get(record.key)
+        return (life is not None and life.restart_scheduled and record.phase is Phase.WAITING
+                and record.next_retry_at is not None and now > record.next_retry_at + RESTART_OVERDUE)
+
     def settle(self, record: ContainerRecord, now: float) -> ContainerRecord:
         """End a crash loop once the container has run CRASH_LOOP_RESET without crashing."""
         life = self.lives.get(record.key)

@@ -67,6 +67,10 @@ class DockerWatcher:
         self._dropped: set[str] = set()  # containers not tracked because of max_containers
         self._up: bool | None = None
         self.syncs = 0  # completed list+inspect passes: 1 after start, +1 per reconnect
+        self.rechecks = 0  # overdue restarts asked of the engine (see settle)
+        # Events, relists and the settle thread's re-inspects change records one at a time, so an
+        # inspect is never applied between an event it already shows and that event.
+        self._apply = threading.RLock()
         store.register_source(SOURCE)
 
     # -- lifecycle of the watcher ----------------------------------------------------------
@@ -136,7 +140,8 @@ class DockerWatcher:
 
     def _sync(self, client: Any) -> None:
         """Relist, then mark the source synced and up."""
-        self._relist(client)
+        with self._apply:
+            self._relist(client)
         self.syncs += 1
         self.store.set_source(SOURCE, synced=True)
         self._set_up(True, containers=len(self._ids), engine=self.engine)
@@ -241,6 +246,10 @@ class DockerWatcher:
 
     def handle(self, event: DockerEvent) -> None:
         """Apply one event; runs per event, so it stays lean (see bench/docker_events.py)."""
+        with self._apply:
+            self._handle(event)
+
+    def _handle(self, event: DockerEvent) -> None:
         stamp = event.time_nano
         seen = (stamp, event.container_id, event.action)
         if seen in self._recent or stamp < self._last_nano - REPLAY_WINDOW_NS:
@@ -313,9 +322,19 @@ class DockerWatcher:
             self.store.count_event(SOURCE, "ignored")
 
     def settle(self) -> None:
-        """Time-driven changes no event announces (crash loops ending after 10 quiet minutes)."""
+        """Time-driven changes no event announces: crash loops ending after 10 quiet minutes, and
+        restarts the policy scheduled that never started (asked of the engine: see
+        DockerLifecycle.restart_overdue)."""
         now = self.clock()
+        client = self._client
         for record in self.store.records():
+            if (record.source.value == SOURCE and self._up and client is not None
+                    and self.lifecycle.restart_overdue(record, now + self._clock_offset)):
+                with self._apply:
+                    if self.lifecycle.restart_overdue(self.store.get(record.key) or record, now + self._clock_offset):
+                        self.rechecks += 1
+                        self._adopt(record.key)
+                continue
             if record.source.value == SOURCE and record.reason is Reason.CRASH_LOOP_BACK_OFF:
                 self.store.update(record.key, lambda r: self.lifecycle.settle(r, now),
                                   message="crash loop over: ran 10 minutes without crashing")

@@ -38,11 +38,15 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 class _Process:
-    def __init__(self, args: list[str], ready_url: str, root: Path, name: str) -> None:
+    def __init__(self, args: list[str], ready_url: str, root: Path, name: str, *, timeout: float = 30) -> None:
         self.log = root / f"{name}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        _wait_http(ready_url, self.proc, self.log)
+        try:
+            _wait_http(ready_url, self.proc, self.log, timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.proc.poll() is None:

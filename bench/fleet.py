@@ -17,10 +17,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ import requests
 import yaml
 
 from bench.common import Row
-from tests.integration.engines_monitoring import Alertmanager, SlackReceiver, temp_root
+from tests.integration.engines_monitoring import Alertmanager, SlackReceiver, StaticMetrics, temp_root
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 from tests.integration.fleet import FLEET, ROOT, Exporter, VictoriaMetrics, VMAgent, VMAlert, cpu_seconds, kubeconfig, \
     rss_bytes
@@ -64,38 +62,16 @@ def capture_exporter_metrics(root: Path) -> str:
         api.close()
 
 
-class SimulatedDevice:
+class SimulatedDevice(StaticMetrics):
     """The exporter's captured /metrics under the device's host, plus a failure that can be started."""
 
     def __init__(self, host: str, text: str) -> None:
         self.host = host
-        self.body = text.replace(f'host="{SOURCE}"', f'host="{host}"').encode()
-        self.failure = b""
-        device = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                body = device.body + device.failure
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(text.replace(f'host="{SOURCE}"', f'host="{host}"'))
 
     def fail(self, image: str) -> None:
-        self.failure = (f'workload_container_terminal{{source="docker",host="{self.host}",namespace="",pod="",'
-                        f'container="",image="{image}",reason="ErrImageNeverPull"}} 1\n').encode()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.body += (f'workload_container_terminal{{source="docker",host="{self.host}",namespace="",pod="",'
+                      f'container="",image="{image}",reason="ErrImageNeverPull"}} 1\n').encode()
 
 
 def _vmagent_metric(agent: VMAgent, name: str) -> float:

@@ -23,7 +23,7 @@ from tests.conftest import require_binary, wait_until
 from tests.integration.engines_monitoring import Alertmanager, SlackMessage, SlackReceiver, temp_root
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 from tests.integration.fleet import FLEET, ROOT, Device, VictoriaMetrics, VMAlert, kubeconfig, rss_bytes
-from tests.integration.test_grafana_dashboards import load, targets
+from tests.integration.test_grafana_dashboards import queries_without_data
 
 DEVICES = 20
 IMAGE_HOSTS = [f"device-{i:02d}" for i in range(10)]  # the same terminal image error
@@ -194,33 +194,12 @@ def test_a_device_whose_link_is_cut_is_offline_once_and_its_alerts_are_inhibited
 
 def test_every_fleet_dashboard_query_returns_data_from_the_central_store(fleet: Fleet) -> None:
     """While the fleet shows all of it (10 image errors, a failing agent, an open breaker, a device offline)."""
-    dashboard = load(ROOT / "grafana" / "dashboards" / "fleet.json")
-
-    def substitute(expr: str) -> str:
-        expr = re.sub(r"\$(job|instance|host|namespace)\b", ".*", expr)
-        return expr.replace("$__rate_interval", "1m").replace("$__range", "5m").replace("$__interval", "15s")
-
-    def empty() -> list[str]:
-        bad = []
-        for panel, target in targets(dashboard):
-            expr = substitute(target["expr"])
-            try:
-                rows = fleet.store.query(expr)
-            except ValueError as exc:
-                bad.append(f"{panel['title']}: error: {exc}")
-                continue
-            # "or vector(0)" answers even with no data: a count must be above zero here.
-            if not rows or ("vector(0)" in expr and all(float(r["value"][1]) == 0 for r in rows)):
-                bad.append(f"{panel['title']}: no data: {expr}")
-        for v in dashboard["templating"]["list"]:
-            if v["type"] == "query":
-                metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"]["query"]).groups()  # type: ignore[union-attr]
-                if not fleet.store.query(f"group by ({label}) ({substitute(metric)})"):
-                    bad.append(f"variable {v['name']}: no values")
-        return bad
+    def gaps() -> list[str]:
+        return queries_without_data(fleet.store.query, [ROOT / "grafana" / "dashboards" / "fleet.json"],
+                                    zero_is_empty=True)
 
     deadline = time.monotonic() + 60
-    while (bad := empty()) and time.monotonic() < deadline:
+    while (bad := gaps()) and time.monotonic() < deadline:
         time.sleep(2)
     assert not bad, "\n".join(bad)
 

@@ -152,13 +152,16 @@ class NodeExporter(_Process):
 
 
 class StaticMetrics:
-    """An HTTP server answering every GET with a fixed Prometheus text body: another application."""
+    """An HTTP server answering every GET with a Prometheus text body (`body`, which the caller
+    may replace): another application, or a simulated device."""
 
     def __init__(self, text: str) -> None:
-        body = text.encode()
+        self.body = text.encode()
+        metrics = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                body = metrics.body
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

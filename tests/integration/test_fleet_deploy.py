@@ -3,7 +3,6 @@ unit flags, vmalert accepts the pack rendered from the centre's site file with i
 VictoriaMetrics knows every flag of its unit."""
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,10 @@ import yaml
 
 from exporter import cli
 from tests.conftest import require_binary
+from tests.integration.test_deploy import exec_start
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "deploy" / "fleet"
-
-
-def exec_start(unit: Path) -> list[str]:
-    text = unit.read_text().replace("\\\n", " ")
-    line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
-    return shlex.split(line.removeprefix("ExecStart="))
 
 
 def test_the_device_config_validates(tmp_path: Path) -> None:

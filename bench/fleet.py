@@ -141,6 +141,9 @@ def measure(devices: int = 100, seconds: float = 600, failures: int = 20, log: A
             msg = slack.find(lambda m, image=image: image in m.title)
             latencies.append(msg.received - started if msg else float("inf"))
         latencies.sort()
+        log(f"Slack messages received: {len(slack.messages)}; image alerts delivered "
+            f"{sum(1 for x in latencies if x != float('inf'))}/{len(latencies)}; titles: "
+            f"{sorted(m.title for m in slack.messages)}")
         return {
             "devices": devices, "seconds": elapsed,
             "series_per_device": series / devices,

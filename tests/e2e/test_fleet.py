@@ -62,7 +62,7 @@ class Fleet:
                              capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert out.returncode == 0, out.stderr
         self.slack = SlackReceiver()
-        self.store = VictoriaMetrics(self.root, staleness="2m")
+        self.store = VictoriaMetrics(self.root, staleness="3m")
         self.parts.append(self.store)
         # group_wait spans one evaluation of the container group (10 s) and the vmagents' pushes.
         self.alertmanager = Alertmanager(self.root, slack_url=self.slack.url, alerts=self.pack,
@@ -148,7 +148,9 @@ def test_twenty_devices_push_to_the_central_store(fleet: Fleet) -> None:
     print(f"\nRSS per device: exporter {sum(rss['exporter']) / DEVICES / 2**20:.0f} MiB, vmagent "
           f"{sum(rss['vmagent']) / DEVICES / 2**20:.0f} MiB; central VictoriaMetrics "
           f"{rss_bytes(fleet.store) / 2**20:.0f} MiB, vmalert {rss_bytes(fleet.vmalert) / 2**20:.0f} MiB")
-    assert not fleet.slack.messages, [m.title for m in fleet.slack.messages]  # a healthy fleet is quiet
+    # A healthy fleet is quiet: at most the dead probe of BREAKER_HOST speaks.
+    noise = [m.title for m in fleet.slack.messages if hosts_in(m.title + m.text) != {BREAKER_HOST}]
+    assert not noise, noise
 
 
 def test_the_same_image_error_on_ten_devices_is_one_message_naming_them(fleet: Fleet) -> None:
@@ -176,7 +178,7 @@ def test_one_device_whose_agent_fails_is_one_message_for_that_host(fleet: Fleet)
 
 def test_a_device_whose_link_is_cut_is_offline_once_and_its_alerts_are_inhibited(fleet: Fleet) -> None:
     device = fleet.by_host[OFFLINE_HOST]
-    before = {m.title for m in fleet.slack.messages}
+    before = len(fleet.slack.messages)
     fleet.cut_at = time.time()  # type: ignore[attr-defined]
     device.link.cut()
     msg = fleet.message("DeviceOffline", timeout=90)
@@ -188,7 +190,8 @@ def test_a_device_whose_link_is_cut_is_offline_once_and_its_alerts_are_inhibited
     others = [a for a in fleet.am_alerts("ResilienceContainerImageTerminal") if a["labels"]["host"] != OFFLINE_HOST]
     assert len(others) == 9 and not any(a["status"]["inhibitedBy"] for a in others)
     assert len(fleet.messages("DeviceOffline")) == 1
-    new = [m.title for m in fleet.slack.messages if m.title not in before and "DeviceOffline" not in m.title]
+    new = [m.title for m in fleet.slack.messages[before:]
+           if OFFLINE_HOST in m.title + m.text and "DeviceOffline" not in m.title]
     assert not new, new  # nothing else about the device while it is offline
 
 

@@ -43,6 +43,7 @@ class Fleet:
         self.devices: list[Device] = []
         self.parts: list[Any] = []  # central engines, closed in reverse
         self.kube = FakeKubeApi().start()
+        self.slack = SlackReceiver()
         try:
             self._start()
         except BaseException:
@@ -61,7 +62,6 @@ class Fleet:
                               str(self.root / "alertpack.yaml"), "--out", str(self.pack)],
                              capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert out.returncode == 0, out.stderr
-        self.slack = SlackReceiver()
         self.store = VictoriaMetrics(self.root, staleness="3m")
         self.parts.append(self.store)
         # group_wait spans one evaluation of the container group (10 s) and the vmagents' pushes.

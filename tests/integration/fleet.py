@@ -41,15 +41,15 @@ class VictoriaMetrics(_Process):
             raise ValueError(f"{expr}: {body.get('error')}")
         return list(body["data"]["result"])
 
-    def export(self, match: str, start: float, end: float) -> list[tuple[dict[str, str], list[float]]]:
-        """Raw samples of the series matching `match`: (labels, timestamps in seconds)."""
+    def export(self, match: str, start: float, end: float) -> list[tuple[dict[str, str], dict[float, float]]]:
+        """Raw samples of the series matching `match`: (labels, {timestamp in seconds: value})."""
         r = requests.get(f"{self.url}/api/v1/export", params={"match[]": match, "start": f"{start:.3f}",
                                                                "end": f"{end:.3f}"}, timeout=30)
         r.raise_for_status()
         out = []
         for line in filter(None, r.text.splitlines()):
             row = yaml.safe_load(line)  # JSON lines
-            out.append((row["metric"], sorted(t / 1000 for t in row["timestamps"])))
+            out.append((row["metric"], {t / 1000: v for t, v in sorted(zip(row["timestamps"], row["values"]))}))
         return out
 
 

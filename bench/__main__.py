@@ -2,7 +2,9 @@
 
 Names: resilience (breaker vs pybreaker, retry vs tenacity), library (decorators and keyed
 breakers at 10,000 keys vs pybreaker and tenacity, keyed-breaker memory), scrape (cached exposition vs
-client_python), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
+client_python), prometheus_scrape (~10 min: scrape_duration_seconds as a real
+Prometheus records it for ours, client_python and a pre-gzipped floor, 1,000 and 10,000
+containers, unchanged and 10 % churning), docker_events (event ingest vs json.loads), docker_engine (real dockerd, root:
 scrape vs list+inspect polling, event -> metric latency), textfile (SIGKILLed textfile writers
 vs naive writes, read by node_exporter), kube (pod list + 50k watch events through the official
 client from the fake API server, vs the client's own model deserialization; scrape of 10k containers), detection (root, ~2 min:
@@ -28,7 +30,7 @@ import os
 
 from bench.common import format_table
 
-SUITES = ("resilience", "library", "scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
+SUITES = ("resilience", "library", "scrape", "prometheus_scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
           "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom", "fleet")
 
 

@@ -200,14 +200,23 @@ class FloodResult:
         return p99(self.latencies) if self.latencies else float("inf")
 
 
-def hold_connections(port: int, n: int) -> list[socket.socket]:
-    """Open `n` TCP connections that never send a byte (non-blocking connect; the kernel finishes it)."""
-    held = []
-    for _ in range(n):
+def hold_connections(port: int, n: int, *, deadline: float = 20.0) -> list[socket.socket]:
+    """Open up to `n` TCP connections that never send a byte, one blocking connect at a time (so
+    a short backlog cannot drop them: each waits for room), for at most `deadline` seconds or
+    until 20 connects in a row time out (the server stopped accepting)."""
+    held: list[socket.socket] = []
+    end, misses = time.monotonic() + deadline, 0
+    while len(held) < n and time.monotonic() < end and misses < 20:
         s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
+        s.settimeout(1.0)
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            misses += 1
+            continue
         held.append(s)
+        misses = 0
     return held
 
 
@@ -237,7 +246,7 @@ def idle_flood(target: Target, *, connections: int = 3000, scrapes: int = 100, i
         while time.monotonic() - start < settle and cpu_share(target, 0.5) >= 0.05:
             pass
         settled = time.monotonic() - start
-        result = FloodResult(connections, cpu_share(target, idle_window), settled)
+        result = FloodResult(len(held), cpu_share(target, idle_window), settled)
         end = time.monotonic() + deadline
         for _ in range(scrapes):
             if time.monotonic() > end:

@@ -137,8 +137,8 @@ def _environment(config: PackConfig) -> jinja2.Environment:
     sel = config.selectors
 
     def ours(expr: str) -> str:
-        """`expr` (with `%s` where the selector goes) for series from /metrics or from our textfiles."""
-        return f"({expr % sel['exporter']} or {expr % sel['textfile']})"
+        """`expr` (`SEL` where the selector goes) for series from /metrics or from our textfiles."""
+        return f"({expr.replace('SEL', sel['exporter'])} or {expr.replace('SEL', sel['textfile'])})"
 
     def with_image(expr: str) -> str:
         """`expr` over container families (`SEL` where the selector goes) with `image` joined in,

@@ -13,7 +13,8 @@ import re
 from typing import Iterable, Sequence
 
 from exporter.metrics.cache import RenderCache
-from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix
+from exporter.metrics.deflate import Segment
+from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix, render
 from exporter.state import ContainerRecord, Health, Phase, StateStore
 
 IDENTITY_LABELS = ("source", "host", "namespace", "pod", "container")
@@ -202,8 +203,8 @@ class ContainerCollector:
         families = CONTAINER_FAMILIES + ((labels_family(label_allowlist),) if label_allowlist else ())
         pod_families = (POD_OWNER, *((pod_labels_family(pod_label_allowlist),) if pod_label_allowlist else ()))
         self._families = families + pod_families
-        self._cache: RenderCache[str, ContainerRecord] = RenderCache(families, _identity, store.get)
-        self._pods: RenderCache[str, ContainerRecord] = RenderCache(pod_families, _pod_identity, store.get)
+        self._cache: RenderCache[str, ContainerRecord] = RenderCache(families, _identity, store.get, rank=_newest)
+        self._pods: RenderCache[str, ContainerRecord] = RenderCache(pod_families, _pod_identity, store.get, rank=_newest)
         store.subscribe(self._mark)
         keys = [r.key for r in store.records()]
         self._cache.mark_all(keys)
@@ -213,8 +214,27 @@ class ContainerCollector:
         self._cache.mark(key)
         self._pods.mark(key)
 
-    def collect(self) -> Iterable[tuple[Family[ContainerRecord], bytes]]:
-        return [*self._cache.bodies(), *self._pods.bodies()]
+    def collect(self) -> Iterable[tuple[Family, bytes]]:
+        return self._with_shadowed([*self._cache.bodies(), *self._pods.bodies()])
 
-    def families(self) -> tuple[Family[ContainerRecord], ...]:
-        return self._families
+    def collect_compressed(self) -> Iterable[tuple[Family, bytes | Segment]]:
+        """As `collect`, with each cached family's text compressed (kept per block; same order)."""
+        return self._with_shadowed([*self._cache.compressed(), *self._pods.compressed()])
+
+    def _with_shadowed(self, bodies: list) -> list:  # type: ignore[type-arg]
+        shadowed = render(SHADOWED, self._cache.shadowed(), "").encode()  # pods: deduplicated, not counted
+        return [*bodies, (SHADOWED, shadowed)]
+
+    def families(self) -> tuple[Family, ...]:
+        return (*self._families, SHADOWED)
+
+
+def _newest(r: ContainerRecord) -> tuple[float, float]:
+    """Of two records with the same identity labels, the one created (then started) last is shown."""
+    return (r.created_at or 0.0, r.started_at or 0.0)
+
+
+SHADOWED: Family[int] = Family(
+    "resilience_exporter_shadowed_records", GAUGE,
+    "Records not exported because a newer record has the same identity labels (a removal the "
+    "exporter missed, an engine reusing a name): /metrics never holds two series alike.", (), lambda n: [((), n)])

@@ -2,11 +2,13 @@
 
 Prometheus text 0.0.4 and OpenMetrics differ only in counter family names in the headers and the
 trailing `# EOF`, so sample text is shared. Gzip uses level 1: about 3x cheaper than the default
-for the same text, and Prometheus always asks for gzip.
+for the same text, and Prometheus always asks for gzip. A gzip body is one member made of
+deflate segments (exporter.metrics.deflate): the cached families' kept segments, headers
+compressed once, and one segment per run of small uncached text, the process metrics and
+`# EOF` last.
 """
 from __future__ import annotations
 
-import gzip
 import time
 from typing import Iterable, Protocol, Union
 
@@ -16,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE_OPENMETRICS
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from exporter.metrics.deflate import Segment, gzip_body, segment
 from exporter.metrics.family import Family
 
 
@@ -39,17 +42,57 @@ def collect_parts(collectors: Iterable[Collector], parts: list[bytes], *, openme
     cache = headers if headers is not None else {}
     for collector in collectors:
         for family, body in collector.collect():
-            header = cache.get((family.name, openmetrics))
-            if header is None:
-                header = cache[(family.name, openmetrics)] = family.header(openmetrics=openmetrics).encode()
-            parts.append(header)
-            if isinstance(body, str):
-                parts.append(body.encode())
-            elif isinstance(body, bytes):
-                parts.append(body)
-            else:
-                parts.extend(body)
+            _append(family, body, parts, openmetrics, cache)
     return parts
+
+
+def _header(family: Family, openmetrics: bool, cache: dict[tuple[str, bool], bytes]) -> bytes:
+    header = cache.get((family.name, openmetrics))
+    if header is None:
+        header = cache[(family.name, openmetrics)] = family.header(openmetrics=openmetrics).encode()
+    return header
+
+
+def _append(family: Family, body: Body, parts: list[bytes], openmetrics: bool,
+            cache: dict[tuple[str, bool], bytes]) -> None:
+    parts.append(_header(family, openmetrics, cache))
+    if isinstance(body, str):
+        parts.append(body.encode())
+    elif isinstance(body, bytes):
+        parts.append(body)
+    else:
+        parts.extend(body)
+
+
+def collect_segments(collectors: Iterable[Collector], tail: bytes, *, openmetrics: bool = False,
+                     headers: dict[tuple[str, bool], bytes] | None = None,
+                     compressed_headers: dict[tuple[str, bool], Segment] | None = None) -> list[Segment]:
+    """Deflate segments of `collect_parts(...)` + `tail`, in order, as in one scrape.
+
+    Collectors that keep their text compressed (`collect_compressed`) contribute it as it is,
+    after their family's header (compressed once); the text in between (small collectors) is
+    gathered and compressed per run, the last run ending with `tail` (`# EOF` in OpenMetrics).
+    """
+    cache = headers if headers is not None else {}
+    compressed_cache = compressed_headers if compressed_headers is not None else {}
+    out: list[Segment] = []
+    pending: list[bytes] = []
+    for collector in collectors:
+        collect = getattr(collector, "collect_compressed", None) or collector.collect
+        for family, body in collect():
+            if not isinstance(body, Segment):
+                _append(family, body, pending, openmetrics, cache)
+                continue
+            if pending:
+                out.append(segment(b"".join(pending)))
+                pending.clear()
+            header = compressed_cache.get((family.name, openmetrics))
+            if header is None:
+                header = compressed_cache[(family.name, openmetrics)] = segment(_header(family, openmetrics, cache))
+            out += (header, body)
+    pending.append(tail)
+    out.append(segment(b"".join(pending)))
+    return out
 
 
 def render_collectors(collectors: Iterable[Collector], *, openmetrics: bool = False) -> bytes:
@@ -100,6 +143,7 @@ class Exposition:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.process_registry)
         self._headers: dict[tuple[str, bool], bytes] = {}
+        self._compressed_headers: dict[tuple[str, bool], Segment] = {}
 
     def names(self) -> list[str]:
         return [f.name for c in self._collectors for f in c.families()]
@@ -108,19 +152,29 @@ class Exposition:
         """One full scrape body in the requested format."""
         start = time.perf_counter()
         parts = collect_parts(self._collectors, [], openmetrics=openmetrics, headers=self._headers)
-        # the process registry ends an OpenMetrics body with its "# EOF"
-        parts.append(generate_openmetrics(self.process_registry) if openmetrics
-                     else generate_text(self.process_registry))
+        parts.append(self._tail(openmetrics))
         body = b"".join(parts)
         self.scrape_duration.observe(time.perf_counter() - start)
         return body
 
+    def render_gzip(self, *, openmetrics: bool = False) -> bytes:
+        """The same body gzip-encoded, from the kept compressed text of every unchanged block."""
+        start = time.perf_counter()
+        body = gzip_body(collect_segments(self._collectors, self._tail(openmetrics), openmetrics=openmetrics,
+                                          headers=self._headers, compressed_headers=self._compressed_headers))
+        self.scrape_duration.observe(time.perf_counter() - start)
+        return body
+
+    def _tail(self, openmetrics: bool) -> bytes:
+        # the process registry ends an OpenMetrics body with its "# EOF"
+        return (generate_openmetrics(self.process_registry) if openmetrics
+                else generate_text(self.process_registry))
+
     def response(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
         """Body and headers for an HTTP scrape, honouring Accept and Accept-Encoding."""
         openmetrics = wants_openmetrics(accept)
-        body = self.render(openmetrics=openmetrics)
         headers = {"Content-Type": CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_PLAIN_0_0_4}
         if wants_gzip(accept_encoding):
-            body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        return body, headers
+            return self.render_gzip(openmetrics=openmetrics), headers
+        return self.render(openmetrics=openmetrics), headers

@@ -35,7 +35,7 @@ def base_ref(arch: str) -> str:
 
 def rootfs_tarball(arch: str, workdir: Path) -> Path:
     """A bookworm minbase + python3 root filesystem for `arch`, as a tar (cached)."""
-    tarball = CACHE / f"bookworm-python3-{arch}.tar"
+    tarball = CACHE / f"bookworm-python3-{arch}-2.tar"  # -2: /var/run is a link, as in a configured root
     if tarball.exists():
         return tarball
     debootstrap = require_binary("debootstrap")
@@ -69,6 +69,10 @@ def unpack_foreign_packages(rootfs: Path) -> None:
         subprocess.run(["tar", "-x", "--keep-directory-symlink", "-C", str(rootfs)], stdin=deb.stdout, check=True,
                        timeout=300)
         assert deb.wait(timeout=60) == 0, f"dpkg-deb failed on {package}"
+    for directory, target in (("var/run", "/run"), ("var/lock", "/run/lock")):  # as base-files' postinst does
+        shutil.rmtree(rootfs / directory)
+        (rootfs / directory).symlink_to(target)
+    (rootfs / "run" / "lock").mkdir(exist_ok=True)
 
 
 def load_base(dockerd: PrivateDockerd, arch: str, workdir: Path) -> str:
@@ -100,9 +104,8 @@ def load_base(dockerd: PrivateDockerd, arch: str, workdir: Path) -> str:
     return ref
 
 
-def git_revision() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True,
-                          timeout=30).stdout.strip()
+def is_ancestor_of_head(revision: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", revision, "HEAD"], cwd=ROOT, timeout=30).returncode == 0
 
 
 def build(dockerd: PrivateDockerd, arch: str, tag: str, workdir: Path) -> None:

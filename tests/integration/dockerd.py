@@ -97,14 +97,7 @@ class PrivateDockerd:
         """Import `testbox:1` (static busybox + applet links) unless it exists."""
         if self.cli("image", "inspect", IMAGE, check=False).returncode == 0:
             return IMAGE
-        rootfs = self.root / "rootfs"
-        (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.busybox, rootfs / "bin" / "busybox")
-        applets = subprocess.run([self.busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-        for applet in applets:
-            if applet != "busybox" and not (rootfs / "bin" / applet).exists():
-                (rootfs / "bin" / applet).symlink_to("busybox")
-        (rootfs / "tmp").mkdir(exist_ok=True)
+        rootfs = busybox_rootfs(self.root / "rootfs", self.busybox)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         env = {**os.environ, "DOCKER_HOST": self.url}
         subprocess.run(["docker", "import", "-c", "ENV PATH=/bin", "-", IMAGE], stdin=tar.stdout, env=env,
@@ -118,6 +111,18 @@ class PrivateDockerd:
 
     def inspect(self, cid: str) -> dict:
         return self.client().inspect_container(cid)
+
+
+def busybox_rootfs(rootfs: Path, busybox: str) -> Path:
+    """A root filesystem of the static busybox and its applet links (what `testbox:1` holds)."""
+    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, rootfs / "bin" / "busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox" and not (rootfs / "bin" / applet).exists():
+            (rootfs / "bin" / applet).symlink_to("busybox")
+    (rootfs / "tmp").mkdir(exist_ok=True)
+    return rootfs
 
 
 def wait_for(check, timeout: float = 30.0, message: str = "condition"):  # type: ignore[no-untyped-def]

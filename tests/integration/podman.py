@@ -17,6 +17,7 @@ from pathlib import Path
 import docker
 
 from tests.conftest import require_binary, wait_until
+from tests.integration.dockerd import busybox_rootfs
 
 IMAGE = "localhost/testbox:1"
 RUN_ARGS = ("--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096")
@@ -81,14 +82,7 @@ class PrivatePodman:
         return result
 
     def build_testbox(self) -> str:
-        rootfs = self.root / "rootfs"
-        (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.busybox, rootfs / "bin" / "busybox")
-        applets = subprocess.run([self.busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-        for applet in applets:
-            if applet != "busybox" and not (rootfs / "bin" / applet).exists():
-                (rootfs / "bin" / applet).symlink_to("busybox")
-        (rootfs / "tmp").mkdir(exist_ok=True)
+        rootfs = busybox_rootfs(self.root / "rootfs", self.busybox)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run([*self._base(), "import", "--change", "ENV PATH=/bin", "-", "testbox:1"], stdin=tar.stdout,
                        check=True, capture_output=True, timeout=120)

@@ -231,8 +231,8 @@ def test_run_once_exits_with_the_agents_code_and_continues_counters(tmp_path: Pa
     assert doc["runs"]["failure"] == 2 and doc["consecutive_failures"] == 2 and doc["next_run"] is None
     assert doc["stderr_tail"] == ["inventory has no entry for pi-1"]
     prom = (tmp_path / "role_agent_edge.prom").read_text()
-    assert 'role_agent_runs_total{host="pi-1",result="failure"} 2' in prom
-    assert 'circuit_breaker_state{name="agent:edge"} 0' in prom
+    assert 'role_agent_runs_total{writer="role_agent_edge",host="pi-1",agent="edge",result="failure"} 2' in prom
+    assert 'circuit_breaker_state{writer="role_agent_edge",name="agent:edge"} 0' in prom
     assert "process_" not in prom
     assert "role_agent_interval_seconds{" not in prom  # a timer's schedule is not ours to know
 
@@ -254,11 +254,11 @@ def test_serve_runs_the_agent_in_process_and_metrics_pass_promtool(tmp_path: Pat
         host, port = app.address
         def scraped() -> str | None:
             text = requests.get(f"http://{host}:{port}/metrics", timeout=5).text
-            return text if 'role_agent_last_run_success{host="pi-1"} 0' in text else None
+            return text if 'role_agent_last_run_success{host="pi-1",agent="edge"} 0' in text else None
 
         text = wait_until(scraped, timeout=15, message="the in-process agent's first run on /metrics")
         assert 'circuit_breaker_state{name="agent:edge"} 0' in text
-        assert 'role_agent_last_failure_info{host="pi-1",failure_type="compose_failed"} 1' in text
+        assert 'role_agent_last_failure_info{host="pi-1",agent="edge",failure_type="compose_failed"} 1' in text
         result = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
         assert result.returncode == 0 and result.stdout.strip() == b"" and result.stderr.strip() == b"", result
         def textfile() -> str | None:
@@ -280,10 +280,11 @@ def test_agent_command_runs_on_its_schedule_and_stops_cleanly_on_sigterm(tmp_pat
     try:
         def runs_in_textfile() -> bool:
             prom = (tmp_path / "role_agent_edge.prom").read_text()
-            return 'role_agent_runs_total{host="pi-1",result="success"} 3' in prom
+            return 'role_agent_runs_total{writer="role_agent_edge",host="pi-1",agent="edge",result="success"} 3' in prom
 
         wait_until(runs_in_textfile, timeout=20, message="three scheduled runs in the textfile")
-        assert 'role_agent_interval_seconds{host="pi-1"} 0.2' in (tmp_path / "role_agent_edge.prom").read_text()
+        assert ('role_agent_interval_seconds{writer="role_agent_edge",host="pi-1",agent="edge"} 0.2'
+                in (tmp_path / "role_agent_edge.prom").read_text())
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -310,4 +311,5 @@ def test_run_once_by_hand_beside_a_scheduled_agent_keeps_its_interval(tmp_path: 
     doc = json.loads((tmp_path / "health.json").read_text())
     assert_valid_health(doc)
     assert doc["runs"]["success"] == 2 and doc["interval_seconds"] == 3600
-    assert 'role_agent_interval_seconds{host="pi-1"} 3600' in (tmp_path / "role_agent_edge.prom").read_text()
+    assert ('role_agent_interval_seconds{writer="role_agent_edge",host="pi-1",agent="edge"} 3600'
+            in (tmp_path / "role_agent_edge.prom").read_text())

@@ -2,6 +2,8 @@
 manifests valid against the Kubernetes schema, runs exactly one workload, least privilege."""
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import subprocess
@@ -142,7 +144,11 @@ def test_the_pod_monitor_scrapes_the_workload_as_the_job_the_alerts_expect(
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] in {p["name"] for p in template["spec"]["containers"][0]["ports"]}
     job = template["metadata"]["labels"][monitor["spec"]["jobLabel"]]
-    assert f'up{{job="{job}"}}' in (ROOT / "alerts" / "exporter.rules.yml").read_text()
+    # the alert pack's exporter selector (default job=~".*resilience.*") must select that job
+    match = re.search(r'up\{job(=~|=)"([^"]*)"\}', (ROOT / "alerts" / "exporter.rules.yml").read_text())
+    assert match, "exporter.rules.yml selects up by job"
+    operator, value = match.groups()
+    assert re.fullmatch(value, job) if operator == "=~" else value == job, (job, match.group(0))
 
 
 def test_the_prometheus_rule_is_a_fresh_render_of_the_alert_files(rendered: dict[str, list[dict[str, Any]]]) -> None:

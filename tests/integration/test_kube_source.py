@@ -140,7 +140,8 @@ def test_pod_deleted_during_a_disconnect_disappears_and_source_up_tells_the_trut
     api.add(load_pod("running"))
     api.add(load_pod("running", name="web-7d4b9c8f6d-gone1"))
     watcher = harness.watcher()
-    assert harness.up() and 'resilience_exporter_source_up{source="kubernetes"} 1' in harness.metrics()
+    wait_until(harness.up, message="source up once the watch is answered (synced comes first, from the list)")
+    assert 'resilience_exporter_source_up{source="kubernetes"} 1' in harness.metrics()
     api.refusing = 503
     api.drop()
     wait_until(lambda: not harness.up(), message="source down while the API server refuses")

@@ -156,3 +156,12 @@ def test_library_imports_without_requests_docker_or_kubernetes() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_a_registry_port_containing_401_is_not_an_auth_failure() -> None:
+    from exporter.sources.docker.pullguard import PullError, classify_pull_error
+
+    assert classify_pull_error('Head "http://127.0.0.1:54013/v2/app/manifests/nope": manifest unknown') \
+        is PullError.MANIFEST_UNKNOWN
+    assert classify_pull_error("received unexpected HTTP status: 401 Unauthorized") is PullError.AUTH
+    assert classify_pull_error("pull failed: status 403") is PullError.AUTH

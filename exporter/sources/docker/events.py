@@ -87,6 +87,9 @@ def parse_event(raw: Any) -> DockerEvent:
         signal = attrs.get("signal")
         return DockerEvent(etype, verb, container_id, time_nano,
                            signal=int(signal) if type(signal) is str and signal.isdigit() else None)
+    if verb == "create":  # its name, for a container removed before it could be inspected (`--rm`)
+        name = attrs.get("name", "")
+        return DockerEvent(etype, verb, container_id, time_nano, name=name if type(name) is str else "")
     if verb == "rename":
         name, old_name = attrs.get("name", ""), attrs.get("oldName", "")
         if type(name) is not str or type(old_name) is not str:

@@ -159,6 +159,12 @@ class DockerLifecycle:
             return record
         return self._inspected_state(data, record, old, life, at)
 
+    def from_event(self, event: DockerEvent) -> ContainerRecord:
+        """A record from a `create` event alone, for a container already gone when inspected."""
+        self.lives.setdefault(event.container_id, Life())
+        return ContainerRecord(key=event.container_id, source=Source.DOCKER, container=event.name.lstrip("/"),
+                               host=self.host, container_id=event.container_id, created_at=event.time)
+
     def _inspected_state(self, data: Mapping[str, Any], record: ContainerRecord, old: ContainerRecord | None,
                          life: Life, at: float | None) -> ContainerRecord:
         state = data.get("State") or {}

@@ -12,6 +12,7 @@ Pulls run on a small pool, so one slow or failing image never holds up the other
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,15 +41,21 @@ class PullError(Enum):
 
 _MARKERS: tuple[tuple[PullError, tuple[str, ...]], ...] = (
     (PullError.AUTH, ("unauthorized", "authentication required", "pull access denied", "denied:",
-                      "no basic auth credentials", "401", "403 forbidden")),
+                      "no basic auth credentials", "403 forbidden")),
     (PullError.MANIFEST_UNKNOWN, ("manifest unknown", "not found", "name unknown")),
     (PullError.NETWORK, ("no such host", "connection refused", "i/o timeout", "timeout", "network is unreachable",
                          "server misbehaving", "connection reset", "tls handshake", "eof", "dial tcp", "lookup ")),
 )
 
 
+# A bare status code counts only as a word of its own: "127.0.0.1:54013" is a port, not a 401.
+_AUTH_STATUS = re.compile(r"(?<![\w:.])40[13](?![\w.])")
+
+
 def classify_pull_error(message: str) -> PullError:
     text = message.lower()
+    if _AUTH_STATUS.search(text):
+        return PullError.AUTH
     for kind, markers in _MARKERS:
         if any(m in text for m in markers):
             return kind

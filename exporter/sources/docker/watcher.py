@@ -116,21 +116,30 @@ class DockerWatcher:
         client = self._client = self.breaker.call(self._connect)
         now = self.clock()
         if self.engine == "podman":
-            self._podman_session(client, now)
-            return
-        if self._last_nano:
-            since = (self._last_nano - REPLAY_WINDOW_NS) / 1e9
-            self._consume(client.events(since=_since(since), until=_since(now),
-                                        filters=self._filters(), decode=False))
-        self._relist(client)
-        self.syncs += 1
-        self.store.set_source(SOURCE, synced=True)
-        self._set_up(True, containers=len(self._ids))
-        self._stream = client.events(since=_since(now), filters=self._filters(), decode=False)
+            # Podman 4 answers a `since`+`until` replay with nothing: open the stream from the last
+            # event seen before the relist; what the relist already shows is recognised as such
+            # (its events are stamped before the inspect was sent).
+            since = (self._last_nano - REPLAY_WINDOW_NS) / 1e9 if self._last_nano else now
+            self._stream = client.events(since=_since(since), filters=self._filters(), decode=False)
+            self._sync(client)
+        else:
+            if self._last_nano:
+                since = (self._last_nano - REPLAY_WINDOW_NS) / 1e9
+                self._consume(client.events(since=_since(since), until=_since(now),
+                                            filters=self._filters(), decode=False))
+            self._sync(client)
+            self._stream = client.events(since=_since(now), filters=self._filters(), decode=False)
         if self._stop.is_set():
             self._close_stream()
             return
         self._consume(self._stream)
+
+    def _sync(self, client: Any) -> None:
+        """Relist, then mark the source synced and up."""
+        self._relist(client)
+        self.syncs += 1
+        self.store.set_source(SOURCE, synced=True)
+        self._set_up(True, containers=len(self._ids), engine=self.engine)
 
     def _connect(self) -> Any:
         client = self._client_factory()
@@ -138,21 +147,6 @@ class DockerWatcher:
         self._clock_offset = self._engine_clock_offset(client)
         self._detect_engine(client)
         return client
-
-    def _podman_session(self, client: Any, now: float) -> None:
-        """Podman 4 answers a `since`+`until` replay with nothing: open the stream from the
-        last event seen first, relist, then read it; what the relist already shows is
-        recognised as such (its events are stamped before the inspect was sent)."""
-        since = (self._last_nano - REPLAY_WINDOW_NS) / 1e9 if self._last_nano else now
-        self._stream = client.events(since=_since(since), filters=self._filters(), decode=False)
-        self._relist(client)
-        self.syncs += 1
-        self.store.set_source(SOURCE, synced=True)
-        self._set_up(True, containers=len(self._ids), engine=self.engine)
-        if self._stop.is_set():
-            self._close_stream()
-            return
-        self._consume(self._stream)
 
     def _detect_engine(self, client: Any) -> None:
         """Docker or Podman (its /version names a "Podman Engine" component): logged once, exported."""
@@ -265,7 +259,8 @@ class DockerWatcher:
             if action == "destroy":
                 self._dropped.discard(cid)
             # A container adopted at its `create` takes its config only: every event from then on follows.
-            if action == "destroy" or not self._adopt(cid, state=action != "create"):
+            if action == "destroy" or not (self._adopt(cid, state=action != "create")
+                                           or (action == "create" and self._adopt_from_event(event))):
                 self.store.count_event(SOURCE, "ignored")
                 return
         if action == "update":  # restart policy or limits changed: inspect its config again
@@ -278,6 +273,15 @@ class DockerWatcher:
             apply = self.lifecycle.apply
             self.store.update(cid, lambda record: apply(event, record) or record)
         self.store.count_event(SOURCE, "ok")
+
+    def _adopt_from_event(self, event: DockerEvent) -> bool:
+        """A container gone before its inspect (a short `--rm` run): tracked from its events alone
+        (no config: restart policy no, no memory limit known) until its `destroy`."""
+        if not event.name or len(self._ids) >= self.max_containers:
+            return False
+        self.store.put(self.lifecycle.from_event(event))
+        self._ids.add(event.container_id)
+        return True
 
     def _remember(self, seen: tuple[int, str, str]) -> None:
         """Keep the events of the last REPLAY_WINDOW to recognise their replays."""

@@ -1,0 +1,113 @@
+"""The gzip body, one member of kept deflate segments, decompresses to exactly the text body.
+
+Random sequences of adds, changes, removals and re-creations under an identity already shown,
+with blocks of 3 containers so that most steps touch some blocks and leave others, checked for
+the text and the OpenMetrics body after every step.
+"""
+from __future__ import annotations
+
+import gzip
+import zlib
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
+from exporter.metrics import cache, deflate
+from exporter.resilience import ResilienceRegistry
+from exporter.state import ContainerRecord, Phase, Reason, Source, StateStore
+
+ops = st.lists(st.tuples(st.sampled_from(("add", "change", "remove", "recreate")),
+                         st.integers(min_value=0, max_value=11)), min_size=1, max_size=30)
+
+
+def record(index: int, clock: float, **kw: object) -> ContainerRecord:
+    base: dict[str, object] = dict(key=f"id{index}-{clock}", source=Source.DOCKER, container=f"c{index}", host="h",
+                                   pod="p", namespace="ns", container_id=f"id{index}", image=f"img:{index}",
+                                   phase=Phase.RUNNING, reason=Reason.RUNNING, created_at=clock)
+    base.update(kw)
+    return ContainerRecord(**base)  # type: ignore[arg-type]
+
+
+def exposition_of(store: StateStore) -> Exposition:
+    exposition = Exposition([SelfCollector(store), ContainerCollector(store), ResilienceCollector(ResilienceRegistry())])
+    exposition.process_registry = CollectorRegistry()  # CPU seconds move between two renders
+    return exposition
+
+
+def members(body: bytes) -> int:
+    """How many gzip members `body` holds (each must be complete)."""
+    count = 0
+    while body:
+        inflate = zlib.decompressobj(wbits=31)
+        inflate.decompress(body)
+        assert inflate.eof, "a cut member"
+        body = inflate.unused_data
+        count += 1
+    return count
+
+
+def test_segments_join_with_combined_crcs_in_zlib_and_in_python() -> None:
+    texts = [b"", b"a 1\n" * 5000, b"", b"b{x=\"y\"} 2\n", bytes(range(256)) * 300]
+    body = deflate.gzip_body(deflate.segment(t) for t in texts)
+    assert gzip.decompress(body) == b"".join(texts) and members(body) == 1
+    for crc1, crc2, len2 in ((0, 0, 0), (zlib.crc32(texts[1]), zlib.crc32(texts[4]), len(texts[4]))):
+        assert deflate._python_combine(crc1, crc2, len2) == deflate.crc32_combine(crc1, crc2, len2)  # noqa: SLF001
+    assert deflate._python_combine(zlib.crc32(texts[1]), zlib.crc32(texts[4]), len(texts[4])) == \
+        zlib.crc32(texts[1] + texts[4])  # noqa: SLF001
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=ops)
+def test_gzip_body_decompresses_to_the_text_body_after_every_change(steps: list[tuple[str, int]]) -> None:
+    with mock.patch.object(cache, "BLOCK_SIZE", 3):
+        store = StateStore()
+        exposition = exposition_of(store)
+        keys: dict[int, str] = {}
+        for clock, (op, index) in enumerate(steps, start=1):
+            old = store.get(keys.get(index, ""))
+            if op == "remove" and old is not None:
+                store.remove(old.key)
+            elif op == "change" and old is not None:
+                store.put(old.with_failure(Reason.ERROR).evolve(restarts=old.restarts + 1, reason=Reason.ERROR))
+            elif op == "recreate" and old is not None:  # same identity, new container: shadows the old one
+                store.put(record(index, clock))
+            else:
+                keys[index] = record(index, clock).key
+                store.put(store.get(keys[index]) or record(index, clock))
+            for openmetrics in (False, True):
+                text = exposition.render(openmetrics=openmetrics)
+                body = exposition.render_gzip(openmetrics=openmetrics)
+                assert gzip.decompress(body) == text
+            assert text.endswith(b"# EOF\n")
+
+
+def test_an_unchanged_scrape_sends_kept_bytes_and_a_change_recompresses_only_its_block() -> None:
+    store = StateStore()
+    records = [record(i, 1.0).with_failure(Reason.ERROR) for i in range(200)]
+    for r in records:
+        store.put(r)
+    collector = ContainerCollector(store)
+    first = dict(collector.collect_compressed())
+    again = dict(collector.collect_compressed())
+    kept = [dict(c._segments[i]) for c in (collector._cache,) for i in range(len(c.families))]  # noqa: SLF001
+    changed = records[150].with_failure(Reason.ERROR)
+    store.put(changed)
+    after = dict(collector.collect_compressed())
+    rekept = [dict(c._segments[i]) for c in (collector._cache,) for i in range(len(c.families))]  # noqa: SLF001
+    for family, body in first.items():
+        if isinstance(body, deflate.Segment):
+            assert again[family] is body  # nothing compressed or joined again
+    changed_families = []
+    for family, before, now in zip(collector._cache.families, kept, rekept):  # noqa: SLF001
+        assert len(before) == 4  # 200 containers in blocks of 64
+        same = [before[block] is now[block] for block in before]
+        assert same.count(False) <= 1  # at most the changed container's block was compressed again
+        if not all(same):
+            changed_families.append(family.name)
+    assert "workload_container_failures_total" in changed_families
+    exposition = exposition_of(store)
+    body = exposition.render_gzip(openmetrics=True)
+    assert members(body) == 1 and gzip.decompress(body) == exposition.render(openmetrics=True)

@@ -191,9 +191,7 @@ class DockerWatcher:
                 continue
             if self._inspect_into_store(client, cid):
                 ids.append(cid)
-        gone = self.store.retain(ids, source=SOURCE)
-        for cid in gone:
-            self.lifecycle.lives.pop(cid, None)
+        self.store.retain(ids, source=SOURCE)
         self._ids = set(ids)
 
     def _inspect_into_store(self, client: Any, cid: str, *, state: bool = True) -> bool:

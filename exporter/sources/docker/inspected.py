@@ -51,11 +51,11 @@ def status_of(state: Mapping[str, Any], life: Life) -> str:
     return "restarting" if restarts else "exited"
 
 
-def close_run(record: ContainerRecord, run: Run) -> ContainerRecord:
+def close_run(record: ContainerRecord, life: Life, run: Run) -> ContainerRecord:
     """A run that ends without a `die` (the engine died between its `oom` and its exit):
     its OOM kill was its exit."""
     if run.oom and not run.exit_counted and run.started is not None:
-        run.exit_counted = True
+        life.book(run, exit_counted=True)
         return record.with_failure(Reason.OOM_KILLED)
     return record
 
@@ -86,7 +86,7 @@ def last_termination(data: Mapping[str, Any], record: ContainerRecord, old: Cont
     life.inspected_at = max(at or 0.0, started_at or 0.0, finished_at or 0.0)
     run, replaced = _inspected_run(life, started_at)
     if replaced is not None:
-        record = close_run(record, replaced)
+        record = close_run(record, life, replaced)
     # Running again, the engine has zeroed ExitCode: FinishedAt's exit is not told here, its `die` tells it.
     told = finished_at is not None and status not in ("running", "paused")
     life.running_finished = None if told else finished_at
@@ -94,7 +94,7 @@ def last_termination(data: Mapping[str, Any], record: ContainerRecord, old: Cont
     health = Health(health_status) if health_status in ("starting", "healthy", "unhealthy") else Health.NONE
     record = record.evolve(restarts=int(data.get("RestartCount") or 0), health=health, started_at=started_at)
     if state.get("OOMKilled") and not run.oom and started_at is not None:
-        run.oom = True  # the run's OOM kill (of its main process if it exited 137, else of a child)
+        run = life.book(run, oom=True)  # the run's OOM kill (of its main process if it exited 137, else of a child)
         record = record.evolve(oom_kills=record.oom_kills + 1)
     failed_start = status == "created" and bool(state.get("Error"))
     if not (told or failed_start):
@@ -109,7 +109,7 @@ def last_termination(data: Mapping[str, Any], record: ContainerRecord, old: Cont
         # a first exit, or a second end of the same run no `die` reported (a start the
         # engine's restore after its own crash failed: exited 255, no event is sent)
         record = counted(record, reason)
-    run.exit_counted, run.finished, run.exit_at = True, finished_at, finished_at
+    life.book(run, exit_counted=True, finished=finished_at, exit_at=finished_at)
     return record
 
 

@@ -49,9 +49,11 @@ LOOP: Mapping[tuple[Loop, Crash], Loop] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """One run of a container, from a start to the next: what of it is already counted."""
+    """One run of a container, from a start to the next: what of it is already counted.
+
+    Frozen: a Life copy shares its runs with the original; `Life.book` replaces one."""
 
     started: float | None = None  # StartedAt / the start event's time; None: never started
     start_seen: bool = True        # False: known from an inspect, its own `start` may still arrive
@@ -61,9 +63,12 @@ class Run:
     oom: bool = False              # its one OOM kill is counted
     killed: bool = False           # the engine sent a kill during it: an exit 137 is no OOM kill
 
-    def copied(self) -> "Run":
+    def but(self, **changes: object) -> "Run":
+        """A copy with `changes` (dataclasses.replace without its per-call introspection)."""
         new = object.__new__(Run)
-        new.__dict__.update(self.__dict__)
+        state = new.__dict__
+        state.update(self.__dict__)
+        state.update(changes)
         return new
 
 
@@ -95,10 +100,18 @@ class Life:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def copied(self) -> "Life":
-        """A copy to change (labels are replaced whole, never changed in place)."""
+        """A copy to change (runs are frozen and labels replaced whole: a shallow copy is one)."""
         new = object.__new__(Life)
         new.__dict__.update(self.__dict__)
-        new.run, new.older = self.run.copied(), self.older.copied()
+        return new
+
+    def book(self, run: Run, **changes: object) -> Run:
+        """`run` with `changes`, put back in the slot (current or older) that holds it."""
+        new = run.but(**changes)
+        if run is self.run:
+            self.run = new
+        elif run is self.older:
+            self.older = new
         return new
 
     def crashed(self, what: Crash) -> None:

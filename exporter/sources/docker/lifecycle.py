@@ -56,6 +56,7 @@ ENGINE_RESTART_DELAY = Exponential(base=0.1, factor=2.0, cap=60.0)  # dockerd re
 ENGINE_DELAY_RESET = 10.0  # dockerd resets its restart delay after a run of 10 s
 RESTART_OVERDUE = 10.0      # a scheduled restart not started this long after its expected delay: ask the engine
 DIE_LAG = 10.0              # the engine stamps a `die` after its exit's cleanup: up to seconds after FinishedAt
+_CHANGES_LIFE = frozenset({"start", "die", "oom", "kill", "stop"})  # the other actions only read a Life
 INFERRED_OOM = "OOMKilled (inferred: exit 137 under a memory limit, and the engine sent no kill)"
 
 
@@ -95,9 +96,15 @@ class DockerLifecycle:
         if event.action == "destroy":
             return None
         before = record.engine
-        life = life_of(record)
+        if before is None:
+            before = Life()
+        elif event.action not in _CHANGES_LIFE:
+            return self._reduce(event, record, before)  # reads Life only: no copy
+        life = before.copied()
         new = self._reduce(event, record, life)
-        if new is record and life == before:
+        if new.engine is life:
+            return new  # the handler's last evolve carried it
+        if new is record and life.__dict__ == before.__dict__:  # field by field, identity first
             return record  # nothing changed: the store keeps the record (and its rendered text)
         return new.evolve(engine=life)
 
@@ -110,7 +117,7 @@ class DockerLifecycle:
         if action == "oom":
             return self._oom(event, record, life)
         if action == "kill":
-            life.run_of(event.time).killed = True
+            life.book(life.run_of(event.time), killed=True)
             if event.signal == life.stop_signal:
                 life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
             return record
@@ -140,7 +147,7 @@ class DockerLifecycle:
         run = life.run_of(event.time)
         if run.oom:
             return record  # its run's one OOM kill is counted (by the inspect, an inference or an earlier oom)
-        run.oom = True
+        run = life.book(run, oom=True)
         record = record.evolve(oom_kills=record.oom_kills + 1)
         if run is life.run and run.exit_counted and record.last_exit_code == OOM_EXIT:
             # The engine sent this run's `oom` after its `die` (both come from containerd, either
@@ -155,12 +162,12 @@ class DockerLifecycle:
             if run.started is not None and event.time < run.started - SAME_CYCLE:
                 life.older = Run(started=event.time)  # an older run, replayed after the inspect
             else:
-                run.start_seen = True
+                life.book(run, start_seen=True)
             return record  # already in the inspected RestartCount and state
         if not run.start_seen and run.started is not None and event.time - run.started < SAME_CYCLE:
-            run.start_seen = True
+            life.book(run, start_seen=True)
             return record  # the inspected run's own start, stamped late
-        record = inspected.close_run(record, run)
+        record = inspected.close_run(record, life, run)
         life.run, life.older = Run(started=event.time), Run()
         restarts = record.restarts
         if life.restart_scheduled:
@@ -169,7 +176,7 @@ class DockerLifecycle:
             restarts = 0                    # a manual start: the engine zeroes its RestartCount
         life.started, life.exit_on_next = True, False
         health = Health.STARTING if life.has_healthcheck else Health.NONE
-        return record.evolve(phase=Phase.RUNNING, restarts=restarts, started_at=event.time, next_retry_at=None,
+        return record.evolve(engine=life, phase=Phase.RUNNING, restarts=restarts, started_at=event.time, next_retry_at=None,
                              health=health, message="", reason=self._running_reason(record.reason, health, life))
 
     @staticmethod
@@ -197,9 +204,9 @@ class DockerLifecycle:
         reason, inferred = self._exit_reason(exit_code, run, life)
         closed = run.exit_counted and run.oom  # its OOM kill was booked as its exit when a newer run showed
         if inferred:
-            run.oom = True
+            run = life.book(run, oom=True)
             record = record.evolve(oom_kills=record.oom_kills + 1)
-        run.exit_counted = True
+        life.book(run, exit_counted=True)
         finished = life.running_finished
         if finished is not None and event.time >= finished - EXIT_STAMP:
             # the exit an inspect of the running container could not tell the code of
@@ -214,7 +221,7 @@ class DockerLifecycle:
             return self._older_die(event, record, life, exit_code, life.older)
         if (run.finished is not None and run.finished - EXIT_STAMP <= event.time < run.finished + DIE_LAG
                 and exit_code == record.last_exit_code):
-            run.finished = None
+            life.book(run, finished=None)
             return record  # the inspected exit itself, counted at inspect
         if event.time < life.inspected_at:
             return self._older_die(event, record, life, exit_code, run)
@@ -222,8 +229,8 @@ class DockerLifecycle:
         failures = [reason] if reason.is_failure else []
         oom_kills = record.oom_kills
         if inferred:
-            run.oom, oom_kills = True, oom_kills + 1
-        run.exit_counted, run.exit_at = True, event.time
+            run, oom_kills = life.book(run, oom=True), oom_kills + 1
+        life.book(run, exit_counted=True, exit_at=event.time)
         ran_for = event.time - record.started_at if record.started_at else 0.0
         life.quick_exits = life.quick_exits + 1 if ran_for < ENGINE_DELAY_RESET else 1
         changes: dict[str, object] = {"last_exit_code": exit_code, "last_terminated_reason": reason,
@@ -255,7 +262,7 @@ class DockerLifecycle:
             for failure in failures:
                 counts[failure] = counts.get(failure, 0) + 1
             changes["failures"] = MappingProxyType(counts)
-        return record.evolve(**changes)
+        return record.evolve(engine=life, **changes)
 
     def _health(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord:
         try:

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.resilience import ResilienceRegistry
-from exporter.sources.docker.events import DockerEvent, parse_timestamp
+from exporter.sources.docker.events import DockerEvent
+from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.lifecycle import CRASH_LOOP_RESET, DockerLifecycle
 from exporter.sources.docker.watcher import DockerWatcher
 from exporter.state import Phase, Reason, StateStore

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from exporter.sources.docker.events import parse_timestamp
+from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.life import (OOM_EXIT, SAME_CYCLE, Crash, Life, Run, counted, signal_number,
                                           termination_reason)
 from exporter.state import ContainerRecord, Health, Phase, Reason

@@ -10,7 +10,7 @@ import requests
 from exporter.app import Exporter
 from exporter.config import load
 from exporter.resilience import ResilienceRegistry
-from tests.conftest import require_binary
+from tests.harness import require_binary
 from tests.integration.dockerd import IMAGE, PrivateDockerd, wait_for
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",

@@ -10,7 +10,7 @@ import pytest
 from exporter.resilience import FakeClock
 from exporter.sources.docker.pullguard import DesiredImage, PullGuard
 from exporter.state import ContainerRecord, Phase, Reason, StateStore
-from tests.conftest import free_port
+from tests.harness import free_port
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 from tests.integration.registry import LocalRegistry
 

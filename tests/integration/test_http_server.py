@@ -14,7 +14,7 @@ from exporter.app import Exporter
 from exporter.config import load
 from exporter.resilience import ResilienceRegistry
 from exporter.state import ContainerRecord, Phase, Reason, Source
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from exporter.app import Exporter
 from exporter.config import ConfigError, load
 from exporter.resilience import ResilienceRegistry
 from exporter.web.webconfig import load_web_config
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 
 @pytest.fixture(scope="module")

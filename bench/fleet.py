@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from bench.common import Row
+from tests.harness import wait_until
 from tests.integration.engines_monitoring import Alertmanager, SlackReceiver, StaticMetrics, temp_root
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 from tests.integration.fleet import FLEET, ROOT, Exporter, VictoriaMetrics, VMAgent, VMAlert, cpu_seconds, kubeconfig, \
@@ -48,14 +49,16 @@ def capture_exporter_metrics(root: Path) -> str:
                                    "agent": {"command": ["true"], "name": "edge", "every": "1s"},
                                    "probes": [{"name": "api", "url": "http://127.0.0.1:9/", "interval": "1s"},
                                               {"name": "stream", "url": "http://127.0.0.1:9/s", "interval": "1s"}]})
-        deadline = time.monotonic() + 30
-        text = ""
-        while time.monotonic() < deadline:  # until the agent has run and the pods are listed
+        # Until the agent has run, the pods are listed and the Kubernetes source is up: a text
+        # caught while the source reconnects carries source_up 0 to all 100 devices, and
+        # ResilienceSourceDown then (rightly) inhibits every container alert the run starts.
+        def ready() -> str:
             text = requests.get(f"http://{exporter.address}/metrics", timeout=10).text
-            if "role_agent_last_run_success{" in text and text.count("workload_container_info{") >= 20:
-                break
-            time.sleep(0.5)
-        return text
+            healthy = ('resilience_exporter_source_up{source="kubernetes"} 1' in text
+                       and "role_agent_last_run_success{" in text and text.count("workload_container_info{") >= 20)
+            return text if healthy else ""
+
+        return wait_until(ready, timeout=60, interval=0.5, message="a healthy exporter to capture")
     finally:
         if exporter is not None:
             exporter.close()

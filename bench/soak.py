@@ -67,7 +67,8 @@ from exporter.metrics.exposition import render_collectors
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker.events import CONTAINER_ACTIONS, MalformedEvent, parse_event
 from exporter.sources.docker.watcher import DockerWatcher
-from exporter.sources.kubernetes.watcher import KubernetesWatcher, Scope, WatchExpired, _lines
+from exporter.sources.kubernetes.watcher import KubernetesWatcher, Scope, WatchExpired
+from exporter.sources.stream import event_lines as stream_lines
 from exporter.state import ContainerRecord, Phase as RecordPhase, Reason, Source, StateStore
 from exporter.web.status import state_document
 
@@ -548,7 +549,7 @@ def fuzz_pods(seconds: float) -> list[Fuzzed]:
         stream = b"".join(line + b"\n" for line in lines)
         points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
         api.chunks = [stream[a:b] for a, b in zip(points, points[1:]) if b > a]
-        expected = sum(1 for _ in _lines(_Chunks(api.chunks)))
+        expected = sum(1 for _ in stream_lines(api.chunks))
         before = stream_store.sources()[0].events
         try:
             stream_watcher._watch(api, scope)  # type: ignore[arg-type]  # the real read loop, no socket
@@ -597,7 +598,7 @@ def status_object(index: int) -> dict[str, Any]:
 
 
 class _Chunks:
-    """A watch response of fixed chunks: what urllib3 hands `_lines`."""
+    """A watch response of fixed chunks, as urllib3 hands them to the watcher."""
 
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks

@@ -11,13 +11,14 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import docker
 import orjson
 
 from exporter.resilience import FullJitter, ResilienceRegistry
 from exporter.sources.reconnect import run_sessions
+from exporter.sources.stream import event_lines, log_connection
 from exporter.sources.docker.events import (CONTAINER_ACTIONS, NETWORK_ACTIONS, PODMAN_FILTER_ACTIONS, DockerEvent,
                                             MalformedEvent, parse_event)
 from exporter.sources.timestamps import parse_timestamp
@@ -109,11 +110,7 @@ class DockerWatcher:
 
     def _set_up(self, up: bool, problem: str = "", **fields: object) -> None:
         self.store.set_source(SOURCE, up=up)
-        if up != self._up:  # one log line per state change, never one per retry
-            if up:
-                log.info("docker source connected", extra={"fields": fields})
-            else:
-                log.warning("docker source down", extra={"fields": {"err": problem, **fields}})
+        log_connection(log, SOURCE, self._up, up, problem, **fields)
         self._up = up
 
     # -- one connected session ---------------------------------------------------------------
@@ -216,22 +213,10 @@ class DockerWatcher:
 
     # -- events ------------------------------------------------------------------------------
     def _consume(self, chunks: Iterable[bytes]) -> None:
-        for raw in self._lines(chunks):
+        for raw in event_lines(chunks):
             if self._stop.is_set():
                 return
             self.handle_line(raw)
-
-    @staticmethod
-    def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-        buffer = b""
-        for chunk in chunks:
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip():
-                    yield line
-        if buffer.strip():
-            yield buffer
 
     def handle_line(self, line: bytes | str) -> None:
         """Decode and apply one event line; malformed ones are counted and skipped."""

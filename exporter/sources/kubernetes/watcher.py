@@ -10,8 +10,7 @@ last synced one for a relist (served from the cache, no older than what we had),
 latest, a consistent read) only after a list at that version was itself refused as expired.
 Responses are read raw (`_preload_content=False`) and decoded (orjson, else json) into plain dicts:
 the client's model deserialization costs more than everything else (bench/kube.py).
-Lines are split from the raw chunks here, as bytes: kubernetes.watch's iter_resp_lines decodes
-each to str and copies its buffer per line.
+Lines are split from the raw chunks as bytes (sources/stream.py), not by kubernetes.watch.
 Every request is a GET on pods: list and watch only.
 """
 from __future__ import annotations
@@ -19,12 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from kubernetes.client import ApiException, CoreV1Api
 
 from exporter.resilience import FullJitter, ResilienceRegistry
 from exporter.sources.reconnect import run_sessions
+from exporter.sources.stream import event_lines, log_connection
 from exporter.sources.kubernetes.pods import PodMapper, pod_name
 from exporter.state import StateStore
 
@@ -126,14 +126,9 @@ class KubernetesWatcher:
         self._set_up(scope, False, problem, retry_in=round(delay, 2))
 
     def _set_up(self, scope: Scope, up: bool, problem: str = "", **fields: object) -> None:
-        changed, scope.up = up != scope.up, up
+        was_up, scope.up = scope.up, up
         self.store.set_source(SOURCE, up=all(s.up for s in self.scopes))
-        if changed:  # one log line per state change, never one per retry
-            where = {"namespace": scope.namespace or "*", **fields}
-            if up:
-                log.info("kubernetes source connected", extra={"fields": where})
-            else:
-                log.warning("kubernetes source down", extra={"fields": {"err": problem, **where}})
+        log_connection(log, SOURCE, was_up, up, problem, namespace=scope.namespace or "*", **fields)
 
     # -- one connected session ---------------------------------------------------------------
     def _session(self, api: CoreV1Api, scope: Scope) -> None:
@@ -211,7 +206,7 @@ class KubernetesWatcher:
         self._set_up(scope, True, pods=len(self._pods))  # connected: only now (a failed retry is no reconnect)
         self._responses.add(response)
         try:
-            for line in _lines(response):
+            for line in event_lines(response.stream(amt=None, decode_content=False)):
                 if self._stop.is_set():
                     return
                 self.handle_line(line, scope)
@@ -287,18 +282,3 @@ class KubernetesWatcher:
     def _forget(self, key: str) -> None:
         self.mapper.forget(key)
         self.store.remove(key)
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    """Event lines of a watch response; the API server sends one event per chunk, mostly whole."""
-    pending = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        if pending:
-            chunk, pending = pending + chunk, b""
-        if chunk.endswith(b"\n") and chunk.find(b"\n") == len(chunk) - 1:
-            yield chunk  # the common case: exactly one whole event
-            continue
-        *lines, pending = chunk.split(b"\n")
-        yield from (line for line in lines if line)
-    if pending.strip():
-        yield pending

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from exporter.resilience import Exponential
 from exporter.sources.docker.events import DockerEvent, parse_timestamp
@@ -111,6 +111,16 @@ def _signal_number(text: str | None) -> int:
     return _SIGNALS.get(name if name.startswith("SIG") else "SIG" + name, 15)
 
 
+_HEALTH = {h.value: h for h in Health}
+
+
+def _raised(failures: Mapping[Reason, int], reason: Reason) -> Mapping[Reason, int]:
+    """`failures` with the count of `reason` raised by one (records share their counters read-only)."""
+    counts = dict(failures)
+    counts[reason] = counts.get(reason, 0) + 1
+    return MappingProxyType(counts)
+
+
 def _counted(record: ContainerRecord, reason: Reason, n: int = 1) -> ContainerRecord:
     return record.with_failure(reason, n) if reason.is_failure else record
 
@@ -122,6 +132,7 @@ class DockerLifecycle:
         self.host = host
         self.label_allowlist = label_allowlist
         self.lives: dict[str, Life] = {}
+        self._steps = self._steps_by_action()
 
     # -- inspect ---------------------------------------------------------------------------
     def _configure(self, life: Life, data: Mapping[str, Any]) -> Mapping[str, str]:
@@ -259,45 +270,61 @@ class DockerLifecycle:
     # -- events ----------------------------------------------------------------------------
     def apply(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord | None:
         """The record after `event`; None means the container is gone (destroy)."""
+        cid = event.container_id
         action = event.action
-        life = self.lives.get(event.container_id)
-        if life is None:
-            life = self.lives[event.container_id] = Life()
         if action == "destroy":
-            self.lives.pop(event.container_id, None)
+            self.lives.pop(cid, None)
             return None
-        if action == "start":
-            return self._start(event, record, life)
-        if action == "die":
-            return self._die(event, record, life)
-        if action == "oom":
-            return self._oom(event, record, life)
-        if action == "kill":
-            self._run_of(life, event.time).killed = True
-            if event.signal == life.stop_signal:
-                life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
-            return record
+        life = self.lives.get(cid)
+        if life is None:
+            life = self.lives[cid] = Life()
+        step = self._steps.get(action)
+        return record if step is None else step(event, record, life)  # create, restart: the others tell
+
+    def _steps_by_action(self) -> dict[str, Callable[[DockerEvent, ContainerRecord, Life], ContainerRecord]]:
+        """One handler per action, looked up once per event (built once per lifecycle)."""
+        return {"start": self._start, "die": self._die, "oom": self._oom, "kill": self._kill,
+                "health_status": self._health, "pause": self._pause, "unpause": self._unpause,
+                "rename": self._rename, "stop": self._stop, "cleanup": self._cleanup}
+
+    def _kill(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        self._run_of(life, event.time).killed = True
+        if event.signal == life.stop_signal:
+            life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
+        return record
+
+    # The steps below change only the current state: an event older than what the last inspect
+    # already shows is in it.
+    def _pause(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         if event.time < life.inspected_at:
-            return record  # older than what the last inspect already shows
-        if action == "health_status":
-            return self._health(event, record)
-        if action == "pause":
-            return record.evolve(reason=Reason.PAUSED)
-        if action == "unpause":
-            return record.evolve(reason=self._running_reason(record.reason, record.health, life))
-        if action == "rename" and event.name:
-            return record.evolve(container=event.name.lstrip("/"))
-        if action == "stop" and record.phase is Phase.WAITING and life.restart_scheduled:
-            life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
-            return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
-                                 next_retry_at=None)
-        if action == "cleanup" and not life.started and record.reason is Reason.CREATED:
-            # Podman: a container cleaned up without ever starting: its runtime failed to exec it
-            # (Docker says so in State.Error, Podman's inspect does not).
-            return record.with_failure(Reason.START_FAILURE).evolve(
-                phase=Phase.WAITING, reason=Reason.START_FAILURE, last_terminated_reason=Reason.START_FAILURE,
-                message="the runtime could not start the container (cleaned up without a start)")
-        return record  # stop, restart, create: state follows from the other events
+            return record
+        return record.evolve(reason=Reason.PAUSED)
+
+    def _unpause(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at:
+            return record
+        return record.evolve(reason=self._running_reason(record.reason, record.health, life))
+
+    def _rename(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at or not event.name:
+            return record
+        return record.evolve(container=event.name.lstrip("/"))
+
+    def _stop(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at or not (record.phase is Phase.WAITING and life.restart_scheduled):
+            return record  # a stop's state follows from its kill and die
+        life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
+        return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
+                             next_retry_at=None)
+
+    def _cleanup(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at or life.started or record.reason is not Reason.CREATED:
+            return record
+        # Podman: a container cleaned up without ever starting: its runtime failed to exec it
+        # (Docker says so in State.Error, Podman's inspect does not).
+        return record.with_failure(Reason.START_FAILURE).evolve(
+            phase=Phase.WAITING, reason=Reason.START_FAILURE, last_terminated_reason=Reason.START_FAILURE,
+            message="the runtime could not start the container (cleaned up without a start)")
 
     @staticmethod
     def _run_of(life: Life, t: float) -> Run:
@@ -319,18 +346,19 @@ class DockerLifecycle:
         return record  # the `die` that follows classifies the exit (a child's OOM leaves it running)
 
     def _start(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        t = event.time
         run = life.run
-        if event.time < life.inspected_at:
-            if run.started is not None and event.time < run.started - SAME_CYCLE:
-                life.older = Run(started=event.time)  # an older run, replayed after the inspect
+        if t < life.inspected_at:
+            if run.started is not None and t < run.started - SAME_CYCLE:
+                life.older = Run(started=t)  # an older run, replayed after the inspect
             else:
                 run.start_seen = True
             return record  # already in the inspected RestartCount and state
-        if not run.start_seen and run.started is not None and event.time - run.started < SAME_CYCLE:
+        if not run.start_seen and run.started is not None and t - run.started < SAME_CYCLE:
             run.start_seen = True
             return record  # the inspected run's own start, stamped late
         record = self._close_run(record, run)
-        life.run, life.older = Run(started=event.time), Run()
+        life.run, life.older = Run(started=t), Run()
         restarts = record.restarts
         if life.restart_scheduled:
             life.restart_scheduled = False  # counted when the restart was scheduled
@@ -338,7 +366,7 @@ class DockerLifecycle:
             restarts = 0                    # a manual start: the engine zeroes its RestartCount
         life.started, life.exit_on_next = True, False
         health = Health.STARTING if life.has_healthcheck else Health.NONE
-        return record.evolve(phase=Phase.RUNNING, restarts=restarts, started_at=event.time, next_retry_at=None,
+        return record.evolve(phase=Phase.RUNNING, restarts=restarts, started_at=t, next_retry_at=None,
                              health=health, message="", reason=self._running_reason(record.reason, health, life))
 
     @staticmethod
@@ -370,6 +398,7 @@ class DockerLifecycle:
 
     def _older_die(self, event: DockerEvent, record: ContainerRecord, life: Life, exit_code: int,
                    run: Run) -> ContainerRecord:
+        t = event.time
         """An exit the inspected state is newer than (an older run's, or a second `die` of a run,
         from a stale task after an engine crash): counted, the state left as inspected."""
         reason, inferred = self._exit_reason(exit_code, run, life)
@@ -379,33 +408,34 @@ class DockerLifecycle:
             record = record.evolve(oom_kills=record.oom_kills + 1)
         run.exit_counted = True
         finished = life.running_finished
-        if finished is not None and event.time >= finished - EXIT_STAMP:
+        if finished is not None and t >= finished - EXIT_STAMP:
             # the exit an inspect of the running container could not tell the code of
             record = record.evolve(last_exit_code=exit_code, last_terminated_reason=reason,
-                                   last_terminated_at=event.time)
+                                   last_terminated_at=t)
         return record if closed and reason is Reason.OOM_KILLED else _counted(record, reason)
 
     def _die(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        t = event.time
         exit_code = event.exit_code if event.exit_code is not None else -1
         run = life.run
-        if run.started is not None and event.time < run.started - EXIT_STAMP:
+        if run.started is not None and t < run.started - EXIT_STAMP:
             return self._older_die(event, record, life, exit_code, life.older)
-        if (run.finished is not None and run.finished - EXIT_STAMP <= event.time < run.finished + DIE_LAG
+        if (run.finished is not None and run.finished - EXIT_STAMP <= t < run.finished + DIE_LAG
                 and exit_code == record.last_exit_code):
             run.finished = None
             return record  # the inspected exit itself, counted at inspect
-        if event.time < life.inspected_at:
+        if t < life.inspected_at:
             return self._older_die(event, record, life, exit_code, run)
         reason, inferred = self._exit_reason(exit_code, run, life)
         failures = [reason] if reason.is_failure else []
         oom_kills = record.oom_kills
         if inferred:
             run.oom, oom_kills = True, oom_kills + 1
-        run.exit_counted, run.exit_at = True, event.time
-        ran_for = event.time - record.started_at if record.started_at else 0.0
+        run.exit_counted, run.exit_at = True, t
+        ran_for = t - record.started_at if record.started_at else 0.0
         life.quick_exits = life.quick_exits + 1 if ran_for < ENGINE_DELAY_RESET else 1
         changes: dict[str, object] = {"last_exit_code": exit_code, "last_terminated_reason": reason,
-                                      "last_terminated_at": event.time, "oom_kills": oom_kills,
+                                      "last_terminated_at": t, "oom_kills": oom_kills,
                                       "message": INFERRED_OOM if inferred else ""}
         crashed = exit_code != 0
         restarts_again = not life.exit_on_next and (
@@ -415,14 +445,14 @@ class DockerLifecycle:
         life.exit_on_next = False
         life.restart_scheduled = restarts_again
         if crashed:
-            recent = life.last_crash_at is not None and event.time - life.last_crash_at < CRASH_LOOP_RESET
+            recent = life.last_crash_at is not None and t - life.last_crash_at < CRASH_LOOP_RESET
             life.streak = life.streak + 1 if recent else 1
-            life.last_crash_at = event.time
+            life.last_crash_at = t
         if not restarts_again:
             changes.update(phase=Phase.TERMINATED, reason=reason, next_retry_at=None)
         else:
             changes.update(restarts=record.restarts + 1, phase=Phase.WAITING, reason=reason,
-                           next_retry_at=event.time + ENGINE_RESTART_DELAY.delay(life.quick_exits))
+                           next_retry_at=t + ENGINE_RESTART_DELAY.delay(life.quick_exits))
             if crashed and life.streak >= 2:
                 if record.reason is not Reason.CRASH_LOOP_BACK_OFF:
                     failures.append(Reason.CRASH_LOOP_BACK_OFF)
@@ -435,19 +465,20 @@ class DockerLifecycle:
             changes["failures"] = MappingProxyType(counts)
         return record.evolve(**changes)
 
-    def _health(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord:
-        try:
-            health = Health(event.health)
-        except ValueError:
+    def _health(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at:
             return record
-        record = record.evolve(health=health)
+        health = _HEALTH.get(event.health)
+        if health is None:
+            return record
         if record.phase is not Phase.RUNNING or record.reason in (Reason.CRASH_LOOP_BACK_OFF, Reason.PAUSED):
-            return record
+            return record.evolve(health=health)
         if health is Health.UNHEALTHY:
             if record.reason is not Reason.UNHEALTHY:
-                record = record.with_failure(Reason.UNHEALTHY)
-            return record.evolve(reason=Reason.UNHEALTHY)
-        return record.evolve(reason=Reason.RUNNING)
+                return record.evolve(health=health, reason=Reason.UNHEALTHY,
+                                     failures=_raised(record.failures, Reason.UNHEALTHY))
+            return record.evolve(health=health, reason=Reason.UNHEALTHY)
+        return record.evolve(health=health, reason=Reason.RUNNING)
 
     # -- time ------------------------------------------------------------------------------
     def restart_overdue(self, record: ContainerRecord, now: float) -> bool:

@@ -24,6 +24,7 @@ Rules (also in README):
 from __future__ import annotations
 
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from exporter.sources.docker.events import parse_timestamp
@@ -148,8 +149,7 @@ class PodMapper:
                 staged.append((key, (cs, pod_level)))
                 out.append(self._container(
                     key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
-                    pod_reason=pod_reason, pod_message=pod_message).evolve(
-                        pod_labels=meta_kept[0], owners=meta_kept[1], pod_primary=not out))
+                    pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
             if len(statuses) == len(specs):
                 continue  # the usual case: every container has its status
             have = {cs.get("name") for cs in statuses}
@@ -160,8 +160,7 @@ class PodMapper:
                     staged.append((key, None))
                     out.append(self._container(
                         key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
-                        node=node, pod_reason=pod_reason, pod_message=pod_message).evolve(
-                            pod_labels=meta_kept[0], owners=meta_kept[1], pod_primary=not out))
+                        node=node, pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
         for key, signature in staged:
             if signature is None:
                 seen.pop(key, None)
@@ -181,7 +180,9 @@ class PodMapper:
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
                    init: bool, *, namespace: str, pod: str, node: str, pod_reason: str | None,
-                   pod_message: str) -> ContainerRecord:
+                   pod_message: str, meta: tuple[dict[str, str], tuple[tuple[str, str, bool], ...]],
+                   primary: bool) -> ContainerRecord:
+        """One container's record, built with a single copy of the old one (pod-level facts included)."""
         state = cs.get("state") or {}
         last = (cs.get("lastState") or {}).get("terminated")
         restarts = _int(cs.get("restartCount"), "restartCount")
@@ -231,13 +232,16 @@ class PodMapper:
         if phase is Phase.RUNNING and (cspec.get("readinessProbe") or cspec.get("startupProbe")):
             health = (Health.STARTING if cs.get("started") is False
                       else Health.HEALTHY if cs.get("ready") else Health.UNHEALTHY)
-        record = record.evolve(
+        if failures:
+            counts = dict(record.failures)
+            for failure in failures:
+                counts[failure] = counts.get(failure, 0) + 1
+            changes["failures"] = MappingProxyType(counts)
+        return record.evolve(
+            pod_labels=meta[0], owners=meta[1], pod_primary=primary,
             host=node, namespace=namespace, pod=pod,
             image=_text(cspec.get("image"), "containers.image") or _text(cs.get("image"), "containerStatuses.image"),
             container_id=_text(cs.get("containerID"), "containerID"), phase=phase, reason=reason,
             raw_reason=raw_kept, message=message[:500], restarts=restarts,
             terminal=reason.is_terminal, health=health, started_at=started_at or record.started_at,
             oom_kills=record.oom_kills + oom, **changes)
-        for failure in failures:
-            record = record.with_failure(failure)
-        return record

@@ -56,7 +56,7 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 INFERRED_OOM = "OOMKilled (inferred: exit 137 under a memory limit, and the engine sent no kill)"
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """One run of a container, from a start to the next: what of it is already counted."""
 
@@ -69,7 +69,7 @@ class Run:
     killed: bool = False           # the engine sent a kill during it: an exit 137 is no OOM kill
 
 
-@dataclass
+@dataclass(slots=True)
 class Life:
     """What the engine's current state does not say but reasons need: crash history, policy."""
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from types import MappingProxyType
+
+from orjson import dumps as _dumps
 from typing import Any, Callable, Mapping
 
 from exporter.sources.docker.events import parse_timestamp
@@ -86,6 +88,17 @@ def _named(specs: Any, name: str | None) -> Mapping[str, Any]:
     return {}
 
 
+def _signature(value: Any) -> Any:
+    """What is remembered of a status to see whether the next one differs: its JSON bytes.
+    Kept as decoded dicts, ~60 objects per pod would join the heap that Python's cyclic garbage
+    collector walks, and every watch event replaced them: a full collection every ~1,000 events
+    over every pod's status (~15 % of Kubernetes ingest). Bytes are not tracked, and smaller."""
+    try:
+        return _dumps(value)
+    except TypeError:  # not JSON (a caller's own dict): remembered as it is
+        return value
+
+
 def _newer(at: float | None, seen: float | None) -> bool:
     return seen is None or (at is not None and at > seen)
 
@@ -98,6 +111,7 @@ class PodMapper:
         self.label_allowlist = label_allowlist
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], list[Any]]] = {}  # (status, node, keys, images)
+        # statuses are remembered as their JSON (see _signature), not as the decoded dicts
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
@@ -125,7 +139,8 @@ class PodMapper:
         meta_kept = self._pod_meta(meta)
         images.append(meta_kept)  # allow-listed labels and owners change records like images do
         last = self._pods.get((namespace, name))
-        if last is not None and last[0] == status and last[1] == node and last[3] == images:  # other metadata only
+        status_seen = _signature(status)
+        if last is not None and last[0] == status_seen and last[1] == node and last[3] == images:  # other metadata only
             unchanged = [get(k) for k in last[2]]
             if None not in unchanged:
                 return unchanged  # type: ignore[return-value]
@@ -142,11 +157,11 @@ class PodMapper:
                 cname = _name(cs.get("name"), "containerStatuses.name")
                 key = container_key(namespace, name, cname)
                 old = get(key)
-                signature = seen.get(key)
-                if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs:
+                signature, cs_seen = seen.get(key), _signature(cs)
+                if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs_seen:
                     out.append(old)
                     continue
-                staged.append((key, (cs, pod_level)))
+                staged.append((key, (cs_seen, pod_level)))
                 out.append(self._container(
                     key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
                     pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
@@ -166,7 +181,7 @@ class PodMapper:
                 seen.pop(key, None)
             else:
                 seen[key] = signature
-        self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out), images)
+        self._pods[(namespace, name)] = (status_seen, node, tuple(r.key for r in out), images)
         return out
 
     def _pod_meta(self, meta: Mapping[str, Any]) -> tuple[dict[str, str], tuple[tuple[str, str, bool], ...]]:

@@ -89,12 +89,14 @@ def _named(specs: Any, name: str | None) -> Mapping[str, Any]:
 
 
 def _signature(value: Any) -> Any:
-    """What is remembered of a status to see whether the next one differs: its JSON bytes.
-    Kept as decoded dicts, ~60 objects per pod would join the heap that Python's cyclic garbage
+    """What is remembered of a status to see whether the next one differs: the hash of its JSON.
+    Kept as decoded dicts, ~60 objects per pod joined the heap that Python's cyclic garbage
     collector walks, and every watch event replaced them: a full collection every ~1,000 events
-    over every pod's status (~15 % of Kubernetes ingest). Bytes are not tracked, and smaller."""
+    over every pod's status (~15 % of Kubernetes ingest). An int is not tracked and is 32 bytes
+    (its JSON would be ~2 KB per pod). Two different statuses of one container share a 64-bit
+    SipHash (keyed per process) with odds of 2**-64: a change then waits for the next one."""
     try:
-        return _dumps(value)
+        return hash(_dumps(value))
     except TypeError:  # not JSON (a caller's own dict): remembered as it is
         return value
 
@@ -111,7 +113,7 @@ class PodMapper:
         self.label_allowlist = label_allowlist
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], list[Any]]] = {}  # (status, node, keys, images)
-        # statuses are remembered as their JSON (see _signature), not as the decoded dicts
+        # statuses are remembered by the hash of their JSON (see _signature), not as decoded dicts
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)

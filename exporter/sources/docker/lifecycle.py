@@ -112,6 +112,12 @@ def _signal_number(text: str | None) -> int:
 
 
 _HEALTH = {h.value: h for h in Health}
+# dockerd's delay before the n-th quick restart in a row, n = 1..32 (capped long before the end)
+_RESTART_DELAYS = tuple(ENGINE_RESTART_DELAY.delay(n) for n in range(1, 33))
+
+
+def _restart_delay(quick_exits: int) -> float:
+    return _RESTART_DELAYS[min(max(quick_exits, 1), len(_RESTART_DELAYS)) - 1]
 
 
 def _raised(failures: Mapping[Reason, int], reason: Reason) -> Mapping[Reason, int]:
@@ -452,7 +458,7 @@ class DockerLifecycle:
             changes.update(phase=Phase.TERMINATED, reason=reason, next_retry_at=None)
         else:
             changes.update(restarts=record.restarts + 1, phase=Phase.WAITING, reason=reason,
-                           next_retry_at=t + ENGINE_RESTART_DELAY.delay(life.quick_exits))
+                           next_retry_at=t + _restart_delay(life.quick_exits))
             if crashed and life.streak >= 2:
                 if record.reason is not Reason.CRASH_LOOP_BACK_OFF:
                     failures.append(Reason.CRASH_LOOP_BACK_OFF)

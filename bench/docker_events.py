@@ -1,14 +1,18 @@
 """Docker event ingest: recorded-shape event lines -> parse -> store update, vs bare json.loads.
 
-100k events over 1,000 known containers, in the mix a busy host sends (start/die/kill/stop,
-health_status, oom, the network disconnects of stopped containers); the floor is json.loads of
-the same lines, which any ingest must pay.
+100k events over 1,000 known containers, in the mix a busy host sends (kill, die, stop, start,
+health_status healthy and unhealthy, oom, pause, unpause; each event a random container's); the floor is the stdlib's json.loads of
+the same lines (bytes, as read from the engine's socket), which any ingest must pay. Ours decodes
+with orjson (a runtime dependency) and then parses, de-duplicates, runs the lifecycle and
+updates the store; bare orjson.loads is printed beside it.
 """
 from __future__ import annotations
 
 import json
 import random
 import time
+
+import orjson
 
 from bench.common import Row
 from exporter.metrics import ContainerCollector, Exposition
@@ -55,24 +59,35 @@ def event_lines(n: int, seed: int = 7) -> list[bytes]:
     return lines
 
 
-def rows(n_events: int = 100_000) -> list[Row]:
+def rows(n_events: int = 100_000, chunk: int = 500) -> list[Row]:
+    """Ours and the floor take turns on the same 500-line slices, so both see the same machine
+    (other processes share its two cores); best of three passes, each on a fresh store."""
     lines = event_lines(n_events)
-    best_ours = best_floor = float("inf")
-    for _ in range(3):  # best of three for both, each run on a fresh store and watcher
-        start = time.perf_counter()
-        for line in lines:
-            json.loads(line)
-        best_floor = min(best_floor, time.perf_counter() - start)
+    slices = [lines[i:i + chunk] for i in range(0, n_events, chunk)]
+    best_ours = best_floor = best_orjson = float("inf")
+    clock = time.perf_counter
+    for _ in range(3):
         store = StateStore()
         exposition = Exposition([ContainerCollector(store)])
         watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
         for i in range(N_CONTAINERS):
             store.put(watcher.lifecycle.from_inspect(inspect(i), None))
         exposition.render()
-        start = time.perf_counter()
-        for line in lines:
-            watcher.handle_line(line)
-        best_ours = min(best_ours, time.perf_counter() - start)
+        handle_line, loads, fast_loads = watcher.handle_line, json.loads, orjson.loads
+        ours = floor = fast = 0.0
+        for part in slices:
+            start = clock()
+            for line in part:
+                loads(line)
+            middle = clock()
+            for line in part:
+                fast_loads(line)
+            between = clock()
+            for line in part:
+                handle_line(line)
+            end = clock()
+            floor, fast, ours = floor + middle - start, fast + between - middle, ours + end - between
+        best_ours, best_floor, best_orjson = min(best_ours, ours), min(best_floor, floor), min(best_orjson, fast)
         status = store.sources()[0]
         assert status.events.get("ok", 0) == n_events, status.events
     ours_rate, floor_rate = n_events / best_ours, n_events / best_floor
@@ -83,6 +98,8 @@ def rows(n_events: int = 100_000) -> list[Row]:
         Row(f"docker event ingest ({n_events // 1000}k events, parse+store)", ours_rate, floor_rate, "events/s",
             "bare json.loads (floor)", ">= 50k/s and >= 0.5x floor",
             ours_rate >= 50_000 and ours_rate / floor_rate >= 0.5),
+        Row("docker event ingest vs the decode it uses", ours_rate, n_events / best_orjson, "events/s",
+            "bare orjson.loads", "(informative)"),
         Row("first scrape after the burst (1,000 dirty containers)", scrape * 1e3, None, "ms", "", "(informative)"),
     ]
 

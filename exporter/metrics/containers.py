@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 from exporter.metrics.cache import RenderCache
 from exporter.metrics.deflate import Segment
 from exporter.metrics.family import COUNTER, GAUGE, Family, Sample, escape, label_prefix, render
-from exporter.state import ContainerRecord, Health, Phase, StateStore
+from exporter.state import ContainerRecord, Health, Phase, Source, StateStore
 
 IDENTITY_LABELS = ("source", "host", "namespace", "pod", "container")
 IMAGE_KIND = "image"  # the pull guard's records of desired images
@@ -210,9 +210,10 @@ class ContainerCollector:
         self._cache.mark_all(keys)
         self._pods.mark_all(keys)
 
-    def _mark(self, key: str, _record: ContainerRecord | None) -> None:
+    def _mark(self, key: str, record: ContainerRecord | None) -> None:
         self._cache.mark(key)
-        self._pods.mark(key)
+        if record is None or record.source is Source.KUBERNETES:  # only pods have pod-level text
+            self._pods.mark(key)
 
     def collect(self) -> Iterable[tuple[Family, bytes]]:
         return self._with_shadowed([*self._cache.bodies(), *self._pods.bodies()])

@@ -23,10 +23,15 @@ class Reason(str, Enum):
         obj._value_ = value
         obj.classification = classification
         obj.remedy = remedy
+        # plain attributes, not properties: read on every engine event
+        obj.is_failure = classification is not Classification.OK
+        obj.is_terminal = classification is Classification.TERMINAL
         return obj
 
     classification: Classification
     remedy: str
+    is_failure: bool
+    is_terminal: bool
 
     # Healthy or neutral.
     RUNNING = ("Running", Classification.OK, "Nothing to do.")
@@ -78,13 +83,6 @@ class Reason(str, Enum):
     OTHER = ("Other", Classification.TRANSIENT,
              "An unrecognised reason: see the raw reason in the status view and the runtime's events.")
 
-    @property
-    def is_failure(self) -> bool:
-        return self.classification is not Classification.OK
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.classification is Classification.TERMINAL
 
     @classmethod
     def parse(cls, raw: str | None) -> "Reason":

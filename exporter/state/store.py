@@ -11,13 +11,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 from exporter.state.model import ContainerRecord
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, "ContainerRecord | None"], None]
+E = TypeVar("E")
 
 
 class Transition(NamedTuple):
@@ -106,6 +107,30 @@ class StateStore:
             self._notify(key, new)
         return new
 
+    def apply_event(self, key: str, reduce: Callable[[E, ContainerRecord], ContainerRecord | None], event: E,
+                    *, source: str, result: str = "ok") -> ContainerRecord | None:
+        """`update` for one event of a source: `reduce(event, record)` under the lock, and the event
+        counted by `result` under the same lock (one lock per event on the ingest path).
+        `reduce` returning None or the record itself changes nothing; an unknown key counts nothing
+        and returns None."""
+        with self._lock:
+            old = self._records.get(key)
+            if old is None:
+                return None
+            status = self._sources.get(source)
+            if status is None:
+                status = self._sources[source] = SourceStatus(source)
+            events = status.events
+            events[result] = events.get(result, 0) + 1
+            new = reduce(event, old)
+            if new is None or new is old:
+                return old
+            self._records[key] = new
+            if new.reason is not old.reason or new.raw_reason != old.raw_reason:
+                self._record_transition(old, new, "")
+            self._notify(key, new)
+        return new
+
     def remove(self, key: str) -> ContainerRecord | None:
         """Forget a record; its series disappear from the next scrape."""
         with self._lock:
@@ -137,7 +162,7 @@ class StateStore:
         if before == after:
             return
         self._transitions.append(Transition(
-            at=self._clock(), key=ref.key, source=ref.source.value, host=ref.host,
+            at=self._clock(), key=ref.key, source=ref.source._value_, host=ref.host,
             namespace=ref.namespace, pod=ref.pod, container=ref.container,
             from_reason=before, to_reason=after, message=message or (new.message if new else ""),
         ))

@@ -41,7 +41,7 @@ the inspect: every event from `create` on follows, and the events alone tell its
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from exporter.resilience import Exponential
 from exporter.sources.docker import inspected
@@ -56,6 +56,15 @@ ENGINE_RESTART_DELAY = Exponential(base=0.1, factor=2.0, cap=60.0)  # dockerd re
 ENGINE_DELAY_RESET = 10.0  # dockerd resets its restart delay after a run of 10 s
 RESTART_OVERDUE = 10.0      # a scheduled restart not started this long after its expected delay: ask the engine
 DIE_LAG = 10.0              # the engine stamps a `die` after its exit's cleanup: up to seconds after FinishedAt
+# dockerd's delay before the n-th quick restart in a row, n = 1..32 (capped long before the end)
+_RESTART_DELAYS = tuple(ENGINE_RESTART_DELAY.delay(n) for n in range(1, 33))
+_HEALTH = {h.value: h for h in Health}
+
+
+def _restart_delay(quick_exits: int) -> float:
+    return _RESTART_DELAYS[min(max(quick_exits, 1), len(_RESTART_DELAYS)) - 1]
+
+
 _CHANGES_LIFE = frozenset({"start", "die", "oom", "kill", "stop"})  # the other actions only read a Life
 INFERRED_OOM = "OOMKilled (inferred: exit 137 under a memory limit, and the engine sent no kill)"
 
@@ -66,6 +75,7 @@ class DockerLifecycle:
     def __init__(self, host: str, *, label_allowlist: tuple[str, ...] = ()) -> None:
         self.host = host
         self.label_allowlist = label_allowlist
+        self._steps = self._steps_by_action()
 
     # -- inspect ---------------------------------------------------------------------------
     def from_inspect(self, data: Mapping[str, Any], old: ContainerRecord | None, *,
@@ -109,39 +119,56 @@ class DockerLifecycle:
         return new.evolve(engine=life)
 
     def _reduce(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
-        action = event.action
-        if action == "start":
-            return self._start(event, record, life)
-        if action == "die":
-            return self._die(event, record, life)
-        if action == "oom":
-            return self._oom(event, record, life)
-        if action == "kill":
-            life.book(life.run_of(event.time), killed=True)
-            if event.signal == life.stop_signal:
-                life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
-            return record
+        step = self._steps.get(event.action)
+        return record if step is None else step(event, record, life)  # create, restart: the others tell
+
+    def _steps_by_action(self) -> dict[str, Callable[[DockerEvent, ContainerRecord, Life], ContainerRecord]]:
+        """One handler per action, looked up once per event (built once per lifecycle)."""
+        return {"start": self._start, "die": self._die, "oom": self._oom, "kill": self._kill,
+                "health_status": self._health, "pause": self._pause, "unpause": self._unpause,
+                "rename": self._rename, "stop": self._stop, "cleanup": self._cleanup}
+
+    @staticmethod
+    def _kill(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        life.book(life.run_of(event.time), killed=True)
+        if event.signal == life.stop_signal:
+            life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
+        return record
+
+    # The steps below change only the current state: an event older than what the last inspect
+    # already shows is in it.
+    @staticmethod
+    def _pause(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        return record if event.time < life.inspected_at else record.evolve(reason=Reason.PAUSED)
+
+    def _unpause(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         if event.time < life.inspected_at:
-            return record  # older than what the last inspect already shows
-        if action == "health_status":
-            return self._health(event, record)
-        if action == "pause":
-            return record.evolve(reason=Reason.PAUSED)
-        if action == "unpause":
-            return record.evolve(reason=self._running_reason(record.reason, record.health, life))
-        if action == "rename" and event.name:
-            return record.evolve(container=event.name.lstrip("/"))
-        if action == "stop" and record.phase is Phase.WAITING and life.restart_scheduled:
-            life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
-            return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
-                                 next_retry_at=None)
-        if action == "cleanup" and not life.started and record.reason is Reason.CREATED:
-            # Podman: a container cleaned up without ever starting: its runtime failed to exec it
-            # (Docker says so in State.Error, Podman's inspect does not).
-            return record.with_failure(Reason.START_FAILURE).evolve(
-                phase=Phase.WAITING, reason=Reason.START_FAILURE, last_terminated_reason=Reason.START_FAILURE,
-                message="the runtime could not start the container (cleaned up without a start)")
-        return record  # stop, restart, create: state follows from the other events
+            return record
+        return record.evolve(reason=self._running_reason(record.reason, record.health, life))
+
+    @staticmethod
+    def _rename(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at or not event.name:
+            return record
+        return record.evolve(container=event.name.lstrip("/"))
+
+    @staticmethod
+    def _stop(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at or not (record.phase is Phase.WAITING and life.restart_scheduled):
+            return record  # a stop's state follows from its kill and die
+        life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
+        return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
+                             next_retry_at=None)
+
+    @staticmethod
+    def _cleanup(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at or life.started or record.reason is not Reason.CREATED:
+            return record
+        # Podman: a container cleaned up without ever starting: its runtime failed to exec it
+        # (Docker says so in State.Error, Podman's inspect does not).
+        return record.with_failure(Reason.START_FAILURE).evolve(
+            phase=Phase.WAITING, reason=Reason.START_FAILURE, last_terminated_reason=Reason.START_FAILURE,
+            message="the runtime could not start the container (cleaned up without a start)")
 
     def _oom(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         run = life.run_of(event.time)
@@ -251,7 +278,7 @@ class DockerLifecycle:
             changes.update(phase=Phase.TERMINATED, reason=reason, next_retry_at=None)
         else:
             changes.update(restarts=record.restarts + 1, phase=Phase.WAITING, reason=reason,
-                           next_retry_at=event.time + ENGINE_RESTART_DELAY.delay(life.quick_exits))
+                           next_retry_at=event.time + _restart_delay(life.quick_exits))
             if crashed and life.looping:
                 if record.reason is not Reason.CRASH_LOOP_BACK_OFF:
                     failures.append(Reason.CRASH_LOOP_BACK_OFF)
@@ -264,19 +291,20 @@ class DockerLifecycle:
             changes["failures"] = MappingProxyType(counts)
         return record.evolve(engine=life, **changes)
 
-    def _health(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord:
-        try:
-            health = Health(event.health)
-        except ValueError:
+    @staticmethod
+    def _health(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        if event.time < life.inspected_at:
             return record
-        record = record.evolve(health=health)
+        health = _HEALTH.get(event.health or "")
+        if health is None:
+            return record
         if record.phase is not Phase.RUNNING or record.reason in (Reason.CRASH_LOOP_BACK_OFF, Reason.PAUSED):
-            return record
+            return record.evolve(health=health)
         if health is Health.UNHEALTHY:
             if record.reason is not Reason.UNHEALTHY:
-                record = record.with_failure(Reason.UNHEALTHY)
-            return record.evolve(reason=Reason.UNHEALTHY)
-        return record.evolve(reason=Reason.RUNNING)
+                return record.with_failure(Reason.UNHEALTHY).evolve(health=health, reason=Reason.UNHEALTHY)
+            return record.evolve(health=health, reason=Reason.UNHEALTHY)
+        return record.evolve(health=health, reason=Reason.RUNNING)
 
     # -- time ------------------------------------------------------------------------------
     @staticmethod

@@ -26,8 +26,10 @@ from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import Phase, Reason, StateStore
 
 log = logging.getLogger(__name__)
+_decode = orjson.loads
 SOURCE = "docker"
 _ACTIONS = frozenset(CONTAINER_ACTIONS)
+_BY_INSPECT = frozenset({"create", "update", "destroy"})  # actions not applied by the lifecycle alone
 SETTLE_EVERY = 15.0  # seconds between checks that end crash loops after 10 quiet minutes
 # The engine stamps an event before it takes the lock that publishes it, so under load its stream
 # is not in time order across containers (seen: 0.3 s out of order with 15 containers OOM-killed
@@ -51,6 +53,7 @@ class DockerWatcher:
                  client_factory: Callable[[], Any] | None = None) -> None:
         self.store = store
         self.lifecycle = DockerLifecycle(host, label_allowlist=label_allowlist)
+        self._reduce = self.lifecycle.apply
         self.max_containers = max_containers
         self.breaker = registry.breaker("docker:engine")
         self.backoff = FullJitter(0.5, reconnect_max_backoff)
@@ -221,12 +224,13 @@ class DockerWatcher:
     def handle_line(self, line: bytes | str) -> None:
         """Decode and apply one event line; malformed ones are counted and skipped."""
         try:
-            event = parse_event(orjson.loads(line))
+            event = parse_event(_decode(line))
         except (ValueError, MalformedEvent) as exc:
             self.store.count_event(SOURCE, "malformed")
             log.debug("malformed docker event", extra={"fields": {"err": exc}})
             return
-        self.handle(event)
+        with self._apply:
+            self._handle(event)
 
     def handle(self, event: DockerEvent) -> None:
         """Apply one event; runs per event, so it stays lean (see bench/docker_events.py)."""
@@ -234,38 +238,48 @@ class DockerWatcher:
             self._handle(event)
 
     def _handle(self, event: DockerEvent) -> None:
-        stamp = event.time_nano
-        seen = (stamp, event.container_id, event.action)
-        if seen in self._recent or stamp < self._last_nano - REPLAY_WINDOW_NS:
+        stamp, cid, action = event.time_nano, event.container_id, event.action
+        seen = (stamp, cid, action)
+        recent = self._recent
+        if seen in recent or stamp < self._last_nano - REPLAY_WINDOW_NS:
             self.store.count_event(SOURCE, "duplicate")  # replayed after a reconnect
             return
-        self._remember(seen)
+        # Keep the events of the last REPLAY_WINDOW to recognise their replays.
+        recent.add(seen)
+        order = self._recent_order
+        order.append(seen)
+        if stamp > self._last_nano:
+            self._last_nano = stamp
+            horizon = stamp - REPLAY_WINDOW_NS
+            while order[0][0] < horizon:
+                recent.discard(order.popleft())
         if event.type == "network":
             self._network(event)
             return
-        action = event.action
         if action not in _ACTIONS:
             self.store.count_event(SOURCE, "ignored")
             return
-        cid = event.container_id
-        if self.store.get(cid) is None:
+        store = self.store
+        if action not in _BY_INSPECT and store.apply_event(cid, self._reduce, event, source=SOURCE) is not None:
+            return  # the common case: a known container's record changed under the store's lock, the event counted
+        if store.get(cid) is None:
             if action == "destroy":
                 self._dropped.discard(cid)
             # A container adopted at its `create` takes its config only: every event from then on follows.
             if action == "destroy" or not (self._adopt(cid, state=action != "create")
                                            or (action == "create" and self._adopt_from_event(event))):
-                self.store.count_event(SOURCE, "ignored")
+                store.count_event(SOURCE, "ignored")
                 return
         if action == "update":  # restart policy or limits changed: inspect its config again
             self._adopt(cid, state=False)
         elif action == "destroy":
-            self.lifecycle.apply(event, self.store.get(cid))  # type: ignore[arg-type]
-            self.store.remove(cid)
+            self.lifecycle.apply(event, store.get(cid))  # type: ignore[arg-type]
+            store.remove(cid)
             self._ids.discard(cid)
-        else:
-            apply = self.lifecycle.apply
-            self.store.update(cid, lambda record: apply(event, record) or record)
-        self.store.count_event(SOURCE, "ok")
+        else:  # a create of a known container, or a container adopted just now
+            store.apply_event(cid, self._reduce, event, source=SOURCE)
+            return
+        store.count_event(SOURCE, "ok")
 
     def _adopt_from_event(self, event: DockerEvent) -> bool:
         """A container gone before its inspect (a short `--rm` run): tracked from its events alone
@@ -275,18 +289,6 @@ class DockerWatcher:
         self.store.put(self.lifecycle.from_event(event))
         self._ids.add(event.container_id)
         return True
-
-    def _remember(self, seen: tuple[int, str, str]) -> None:
-        """Keep the events of the last REPLAY_WINDOW to recognise their replays."""
-        stamp = seen[0]
-        recent, order = self._recent, self._recent_order
-        recent.add(seen)
-        order.append(seen)
-        if stamp > self._last_nano:
-            self._last_nano = stamp
-            horizon = stamp - REPLAY_WINDOW_NS
-            while order[0][0] < horizon:
-                recent.discard(order.popleft())
 
     def _adopt(self, cid: str, *, state: bool = True) -> bool:
         """An event for a container we have not listed yet (created meanwhile): inspect it once."""

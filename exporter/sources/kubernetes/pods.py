@@ -24,6 +24,9 @@ Rules (also in README):
 from __future__ import annotations
 
 from functools import lru_cache
+from types import MappingProxyType
+
+from orjson import dumps as _dumps
 from typing import Any, Callable, Mapping
 
 from exporter.sources.timestamps import parse_timestamp
@@ -85,6 +88,19 @@ def _named(specs: Any, name: str | None) -> Mapping[str, Any]:
     return {}
 
 
+def _signature(value: Any) -> Any:
+    """What is remembered of a status to see whether the next one differs: the hash of its JSON.
+    Kept as decoded dicts, ~60 objects per pod joined the heap that Python's cyclic garbage
+    collector walks, and every watch event replaced them: a full collection every ~1,000 events
+    over every pod's status (~15 % of Kubernetes ingest). An int is not tracked and is 32 bytes
+    (its JSON would be ~2 KB per pod). Two different statuses of one container share a 64-bit
+    SipHash (keyed per process) with odds of 2**-64: a change then waits for the next one."""
+    try:
+        return hash(_dumps(value))
+    except TypeError:  # not JSON (a caller's own dict): remembered as it is
+        return value
+
+
 def _newer(at: float | None, seen: float | None) -> bool:
     return seen is None or (at is not None and at > seen)
 
@@ -97,6 +113,7 @@ class PodMapper:
         self.label_allowlist = label_allowlist
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], list[Any]]] = {}  # (status, node, keys, images)
+        # statuses are remembered by the hash of their JSON (see _signature), not as decoded dicts
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
@@ -124,7 +141,8 @@ class PodMapper:
         meta_kept = self._pod_meta(meta)
         images.append(meta_kept)  # allow-listed labels and owners change records like images do
         last = self._pods.get((namespace, name))
-        if last is not None and last[0] == status and last[1] == node and last[3] == images:  # other metadata only
+        status_seen = _signature(status)
+        if last is not None and last[0] == status_seen and last[1] == node and last[3] == images:  # other metadata only
             unchanged = [get(k) for k in last[2]]
             if None not in unchanged:
                 return unchanged  # type: ignore[return-value]
@@ -141,15 +159,14 @@ class PodMapper:
                 cname = _name(cs.get("name"), "containerStatuses.name")
                 key = container_key(namespace, name, cname)
                 old = get(key)
-                signature = seen.get(key)
-                if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs:
+                signature, cs_seen = seen.get(key), _signature(cs)
+                if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs_seen:
                     out.append(old)
                     continue
-                staged.append((key, (cs, pod_level)))
+                staged.append((key, (cs_seen, pod_level)))
                 out.append(self._container(
                     key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
-                    pod_reason=pod_reason, pod_message=pod_message).evolve(
-                        pod_labels=meta_kept[0], owners=meta_kept[1], pod_primary=not out))
+                    pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
             if len(statuses) == len(specs):
                 continue  # the usual case: every container has its status
             have = {cs.get("name") for cs in statuses}
@@ -160,14 +177,13 @@ class PodMapper:
                     staged.append((key, None))
                     out.append(self._container(
                         key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
-                        node=node, pod_reason=pod_reason, pod_message=pod_message).evolve(
-                            pod_labels=meta_kept[0], owners=meta_kept[1], pod_primary=not out))
+                        node=node, pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
         for key, signature in staged:
             if signature is None:
                 seen.pop(key, None)
             else:
                 seen[key] = signature
-        self._pods[(namespace, name)] = (status, node, tuple(r.key for r in out), images)
+        self._pods[(namespace, name)] = (status_seen, node, tuple(r.key for r in out), images)
         return out
 
     def _pod_meta(self, meta: Mapping[str, Any]) -> tuple[dict[str, str], tuple[tuple[str, str, bool], ...]]:
@@ -181,7 +197,9 @@ class PodMapper:
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
                    init: bool, *, namespace: str, pod: str, node: str, pod_reason: str | None,
-                   pod_message: str) -> ContainerRecord:
+                   pod_message: str, meta: tuple[dict[str, str], tuple[tuple[str, str, bool], ...]],
+                   primary: bool) -> ContainerRecord:
+        """One container's record, built with a single copy of the old one (pod-level facts included)."""
         state = cs.get("state") or {}
         last = (cs.get("lastState") or {}).get("terminated")
         restarts = _int(cs.get("restartCount"), "restartCount")
@@ -231,13 +249,16 @@ class PodMapper:
         if phase is Phase.RUNNING and (cspec.get("readinessProbe") or cspec.get("startupProbe")):
             health = (Health.STARTING if cs.get("started") is False
                       else Health.HEALTHY if cs.get("ready") else Health.UNHEALTHY)
-        record = record.evolve(
+        if failures:
+            counts = dict(record.failures)
+            for failure in failures:
+                counts[failure] = counts.get(failure, 0) + 1
+            changes["failures"] = MappingProxyType(counts)
+        return record.evolve(
+            pod_labels=meta[0], owners=meta[1], pod_primary=primary,
             host=node, namespace=namespace, pod=pod,
             image=_text(cspec.get("image"), "containers.image") or _text(cs.get("image"), "containerStatuses.image"),
             container_id=_text(cs.get("containerID"), "containerID"), phase=phase, reason=reason,
             raw_reason=raw_kept, message=message[:500], restarts=restarts,
             terminal=reason.is_terminal, health=health, started_at=started_at or record.started_at,
             oom_kills=record.oom_kills + oom, **changes)
-        for failure in failures:
-            record = record.with_failure(failure)
-        return record

@@ -65,7 +65,7 @@ def _restart_delay(quick_exits: int) -> float:
     return _RESTART_DELAYS[min(max(quick_exits, 1), len(_RESTART_DELAYS)) - 1]
 
 
-_CHANGES_LIFE = frozenset({"start", "die", "oom", "kill", "stop"})  # the other actions only read a Life
+_ALWAYS_CHANGE_LIFE = frozenset({"start", "die"})  # kill, oom and stop copy the Life when they change it
 INFERRED_OOM = "OOMKilled (inferred: exit 137 under a memory limit, and the engine sent no kill)"
 
 
@@ -102,21 +102,22 @@ class DockerLifecycle:
 
     # -- events ----------------------------------------------------------------------------
     def apply(self, event: DockerEvent, record: ContainerRecord) -> ContainerRecord | None:
-        """The record after `event`; None means the container is gone (destroy)."""
-        if event.action == "destroy":
+        """The record after `event`; None means the container is gone (destroy).
+
+        Copy on write: a step that changes the Life takes a copy first and hands it on in the
+        record it returns; `start` and `die` always change it, the others only sometimes."""
+        action = event.action
+        if action == "destroy":
             return None
-        before = record.engine
-        if before is None:
-            before = Life()
-        elif event.action not in _CHANGES_LIFE:
-            return self._reduce(event, record, before)  # reads Life only: no copy
-        life = before.copied()
+        life = record.engine
+        if life is None:
+            life = Life()
+            record = record.evolve(engine=life)
+        if action not in _ALWAYS_CHANGE_LIFE:
+            return self._reduce(event, record, life)
+        life = life.copied()
         new = self._reduce(event, record, life)
-        if new.engine is life:
-            return new  # the handler's last evolve carried it
-        if new is record and life.__dict__ == before.__dict__:  # field by field, identity first
-            return record  # nothing changed: the store keeps the record (and its rendered text)
-        return new.evolve(engine=life)
+        return new if new.engine is life else new.evolve(engine=life)
 
     def _reduce(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         step = self._steps.get(event.action)
@@ -130,10 +131,13 @@ class DockerLifecycle:
 
     @staticmethod
     def _kill(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        stop = event.signal == life.stop_signal  # the engine's ExitOnNext: a stop, no restart follows
+        if life.run_of(event.time).killed and (life.exit_on_next or not stop):
+            return record
+        life = life.copied()
         life.book(life.run_of(event.time), killed=True)
-        if event.signal == life.stop_signal:
-            life.exit_on_next = True  # the engine's ExitOnNext: a stop, no restart follows
-        return record
+        life.exit_on_next = life.exit_on_next or stop
+        return record.evolve(engine=life)
 
     # The steps below change only the current state: an event older than what the last inspect
     # already shows is in it.
@@ -156,9 +160,10 @@ class DockerLifecycle:
     def _stop(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         if event.time < life.inspected_at or not (record.phase is Phase.WAITING and life.restart_scheduled):
             return record  # a stop's state follows from its kill and die
+        life = life.copied()
         life.restart_scheduled = False  # stopped while waiting for its restart: it stays down
-        return record.evolve(phase=Phase.TERMINATED, reason=record.last_terminated_reason or Reason.ERROR,
-                             next_retry_at=None)
+        return record.evolve(engine=life, phase=Phase.TERMINATED,
+                             reason=record.last_terminated_reason or Reason.ERROR, next_retry_at=None)
 
     @staticmethod
     def _cleanup(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
@@ -174,8 +179,9 @@ class DockerLifecycle:
         run = life.run_of(event.time)
         if run.oom:
             return record  # its run's one OOM kill is counted (by the inspect, an inference or an earlier oom)
+        life = life.copied()
         run = life.book(run, oom=True)
-        record = record.evolve(oom_kills=record.oom_kills + 1)
+        record = record.evolve(engine=life, oom_kills=record.oom_kills + 1)
         if run is life.run and run.exit_counted and record.last_exit_code == OOM_EXIT:
             # The engine sent this run's `oom` after its `die` (both come from containerd, either
             # first) and nothing let the exit be inferred: its one failure is counted, as an exit.

@@ -9,6 +9,7 @@ import pytest
 from exporter.metrics import ContainerCollector, Exposition
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
+from exporter.sources.docker.lifecycle import INFERRED_OOM
 from exporter.state import ContainerRecord, Health, Phase, Reason, StateStore
 from tests.harness import wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
@@ -80,7 +81,8 @@ def test_memory_hog_is_oom_killed_once_with_exit_137(harness: Harness) -> None:
     r = harness.wait_record(name, lambda r: r.phase is Phase.TERMINATED, "terminated")
     assert r.reason is Reason.OOM_KILLED and r.last_terminated_reason is Reason.OOM_KILLED
     assert r.oom_kills == 1 and r.failures[Reason.OOM_KILLED] == 1 and r.last_exit_code == 137
-    assert harness.dockerd.inspect(name)["State"]["OOMKilled"] is True
+    # dockerd under load may lose the OOM (no `oom` event, OOMKilled false): then it was inferred
+    assert harness.dockerd.inspect(name)["State"]["OOMKilled"] is True or r.message == INFERRED_OOM, r
 
 
 def test_failing_health_check_is_unhealthy_and_a_fixed_one_becomes_healthy(harness: Harness) -> None:

@@ -112,16 +112,12 @@ def _flag_values(args: argparse.Namespace) -> dict[str, str]:
 
 
 def validate(config: Config) -> None:
-    """What serve and agent check before they start, beyond the schema: the web config file it
-    points to and the agent's schedule. ConfigError or ValueError (one line) on the first problem."""
+    """What serve and agent check before they start, beyond the schema (which has checked the
+    agent's schedule already): the web config file it points to. ConfigError (one line) if bad."""
     if config.web.config_file:
         from exporter.web.webconfig import load_web_config
 
         load_web_config(config.web.config_file)
-    if config.agent.command or config.agent.cron:
-        from exporter.device.schedule import build_trigger
-
-        build_trigger(every=float(config.agent.every), jitter=float(config.agent.jitter), cron=config.agent.cron)
 
 
 def check_config(path: str) -> int:

@@ -5,12 +5,12 @@ import logging
 import threading
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, ResilienceConfig
 from exporter.device.components import REGISTRY_TEXTFILE, DeviceSide
 from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
 from exporter.metrics.device import device_collectors
 from exporter.metrics.textfile import collisions, render_textfile
-from exporter.resilience import REGISTRY, ResilienceRegistry, RetryBudget
+from exporter.resilience import BreakerSettings, ResilienceRegistry, RetryBudget
 from exporter.sources import Source, build_sources
 from exporter.state import StateStore
 from exporter.web.limits import connection_cap, raise_open_file_limit
@@ -21,19 +21,22 @@ from exporter.web.webconfig import load_web_config
 log = logging.getLogger(__name__)
 
 
+def build_registry(settings: ResilienceConfig) -> ResilienceRegistry:
+    """The one registry of a process, from `resilience.*`: every breaker and retry policy of the
+    sources, the agent and the probes is built on it (their own keywords win over these defaults)."""
+    return ResilienceRegistry(
+        budget=RetryBudget(ratio=settings.retry_budget_ratio),
+        breaker_settings=BreakerSettings(
+            failure_threshold=settings.breaker_failure_threshold, window=float(settings.breaker_window),
+            open_timeout=float(settings.breaker_open_timeout), success_threshold=settings.breaker_success_threshold))
+
+
 class Exporter:
     """One running exporter; `start()` binds the port and starts sources, `stop()` ends both."""
 
     def __init__(self, config: Config, *, registry: ResilienceRegistry | None = None) -> None:
         self.config = config
-        self.registry = registry or REGISTRY
-        settings = config.resilience
-        self.registry.budget = RetryBudget(ratio=settings.retry_budget_ratio)
-        self.registry.breaker_defaults = {
-            "failure_threshold": settings.breaker_failure_threshold, "window": float(settings.breaker_window),
-            "open_timeout": float(settings.breaker_open_timeout),
-            "success_threshold": settings.breaker_success_threshold,
-        }
+        self.registry = registry if registry is not None else build_registry(config.resilience)
         self.store = StateStore(transitions=config.state.transitions_kept)
         self.device = DeviceSide(config, self.registry)
         collectors = [

@@ -131,9 +131,8 @@ def test_concurrent_scrapes_see_whole_consistent_bodies(exporter: Exporter) -> N
 
 
 def test_configured_breaker_defaults_and_budget_reach_the_registry() -> None:
-    registry = ResilienceRegistry()
-    Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
-                         "resilience.retry_budget_ratio": "0.25"}), registry=registry)
+    registry = Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
+                                    "resilience.retry_budget_ratio": "0.25"})).registry
     breaker = registry.breaker("docker:events")
     assert (breaker.failure_threshold, breaker.open_timeout, breaker.window) == (3, 60.0, 60.0)
     assert registry.budget.ratio == 0.25

@@ -332,8 +332,7 @@ def fuzz_config(seconds: float) -> list[Fuzzed]:
 
 
 def fuzz_web(seconds: float) -> Fuzzed:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false"}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false"}))
     for i in range(50):  # transitions to filter
         app.store.put(ContainerRecord(key=f"id{i}", source=Source.DOCKER, container=f"c{i % 7}", host="h",
                                       image="img:1", phase=RecordPhase.TERMINATED, reason=Reason.ERROR))
@@ -836,8 +835,7 @@ def check_answer(request: Request, answer: tuple[int, dict[str, str], bytes], *,
 
 def _populated_exporter(**flags: str) -> Exporter:
     """An Exporter on loopback (no engine) holding Docker and Kubernetes records with odd names."""
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false", **flags}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false", **flags}))
     names = ["c0", "caf\u00e9", 'q"uote', "back\\slash", "new\nline", "\U0001f4a5", "<script>x</script>", ""]
     for i, name in enumerate(names * 3):
         app.store.put(ContainerRecord(key=f"id{i}", source=Source.DOCKER, container=name, host="h", image="img:1",

@@ -69,7 +69,7 @@ from exporter.sources.docker.events import CONTAINER_ACTIONS, MalformedEvent, pa
 from exporter.sources.docker.watcher import DockerWatcher
 from exporter.sources.kubernetes.watcher import KubernetesWatcher, Scope, WatchExpired, _lines
 from exporter.state import ContainerRecord, Phase as RecordPhase, Reason, Source, StateStore
-from exporter.web.status import state_document
+from exporter.web.status import StatusView
 
 CHURN_OFFSET = 10**9  # ids of churned containers, apart from the 1,000 long-lived ones
 
@@ -490,7 +490,7 @@ def _check_store(store: StateStore, collector: ContainerCollector) -> bytes:
         problems = record_problems(record)
         if problems:
             raise AssertionError(f"record {record.key!r:.80} holds {', '.join(problems)}")
-    json.dumps(state_document(store, ResilienceRegistry(), host="soak"))
+    json.dumps(StatusView(store, ResilienceRegistry(), host="soak").document().as_dict())
     return render_collectors([collector])
 
 

@@ -28,7 +28,7 @@ from exporter.sources import Source, build_sources
 from exporter.state import StateStore
 from exporter.web.limits import connection_cap, raise_open_file_limit
 from exporter.web.server import ExporterHTTPServer, HTTPLimits, serve_in_thread
-from exporter.web.status import device_docs, events_document, state_document
+from exporter.web.status import StatusView
 from exporter.web.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,14 @@ class Exporter:
         web = config.web
         host, port = web.listen_address.host_port
         security = load_web_config(web.config_file) if web.config_file else None
-        agents, probes = device_docs(self.device)
+        status = StatusView(self.store, self.registry, host=config.host, agent=self.device.agent_status,
+                            probes=self.device.probe_status)
         limits = HTTPLimits(max_connections=connection_cap(web.max_connections, raise_open_file_limit()),
                             max_requests=web.max_requests, read_header_timeout=float(web.read_header_timeout),
                             idle_timeout=float(web.idle_timeout))
         self.server = ExporterHTTPServer(
             (host, port), self.exposition, telemetry_path=web.telemetry_path, ready=self.store.ready,
-            state=lambda: state_document(self.store, self.registry, host=config.host, agents=agents, probes=probes),
-            events=lambda **query: events_document(self.store, **query), security=security, limits=limits)
+            state=status.document, events=status.events, security=security, limits=limits)
         serve_in_thread(self.server)
         log.info("listening", extra={"fields": {
             "address": f"{self.address[0]}:{self.address[1]}", "telemetry_path": web.telemetry_path,

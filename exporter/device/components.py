@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from exporter.config import AgentConfig, ProbeConfig
 from exporter.device.agent import AgentRunner
-from exporter.device.health import HealthFile, health_document, read_counters
+from exporter.device.health import HealthFile, HealthView, read_counters
 from exporter.device.probes import Prober
 from exporter.device.status import AgentStatus, ProbeStatus
 from exporter.device.textfile import TextfilePublisher, TextfileWriter
@@ -59,7 +59,7 @@ class DeviceSide:
     def health_document(self) -> dict[str, Any]:
         """health.json now: the agent's status snapshot and its breaker."""
         assert self.runner is not None and self.agent_status is not None
-        return health_document(self.agent_status.snapshot(), self.runner.breaker, self.runner.command)
+        return HealthView.of(self.agent_status.snapshot(), self.runner.breaker, self.runner.command).as_dict()
 
     def attach_textfile(self, writer: TextfileWriter, *, interval: float | None) -> None:
         """Write the textfile after every agent run and, with an `interval`, every interval."""

@@ -54,3 +54,15 @@ def test_config_imports_nothing_of_the_rooms_that_read_it() -> None:
     found = [(name, node.module) for name, tree in modules().items() if name.startswith("exporter/config/")
              for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(rooms)]
     assert found == []
+
+
+def test_the_readme_walk_names_what_the_code_has() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    walk = readme[readme.index("## How it fits together"):readme.index("## Layout")]
+    import exporter.app as app
+
+    assert "`exporter/app.py`" in walk and all(hasattr(app, name) for name in ("Exporter", "Agent", "build_registry"))
+    for room in ("sources", "state", "metrics", "resilience", "device", "web"):
+        assert f"{room}/" in walk and (PACKAGE / room).is_dir(), room
+    for module in ("schema", "validation", "loading"):
+        assert module in walk and (PACKAGE / "config" / f"{module}.py").is_file(), module

@@ -6,7 +6,13 @@ see (the API stays byte-for-byte the same across releases).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import types
+from collections import abc
+import typing
+from typing import Any, Mapping, TypeVar, get_args, get_origin
+
+V = TypeVar("V", bound="View")
+_HINTS: dict[type, dict[str, Any]] = {}
 
 
 class View:
@@ -17,6 +23,15 @@ class View:
     def as_dict(self) -> dict[str, Any]:
         return {name: plain(getattr(self, name)) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
 
+    @classmethod
+    def from_dict(cls: type[V], data: Mapping[str, Any]) -> V:
+        """The view of a document read back (`resilience-exporter status` asking another exporter):
+        a key it lacks takes its empty value (None, "", 0, false, [] or {}), an unknown key is ignored."""
+        if cls not in _HINTS:
+            _HINTS[cls] = typing.get_type_hints(cls)
+        hints = _HINTS[cls]
+        return cls(**{name: typed(data.get(name), hints[name]) for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+
 
 def plain(value: Any) -> Any:
     """A view field as JSON data: views become mappings, tuples lists, mappings fresh dicts."""
@@ -26,4 +41,24 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, Mapping):
         return dict(value)
+    return value
+
+
+def typed(value: Any, tp: Any) -> Any:
+    """JSON `value` as the view field type `tp`: nested views and tuples rebuilt, None as the empty value."""
+    args = get_args(tp)
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        args = get_args(tp)
+    origin = get_origin(tp) or tp
+    if isinstance(origin, type) and issubclass(origin, View):
+        return origin.from_dict(value if isinstance(value, Mapping) else {})
+    if origin is tuple:
+        return tuple(typed(v, args[0]) for v in (value if isinstance(value, list) else ()))
+    if origin in (abc.Mapping, dict):
+        return dict(value) if isinstance(value, Mapping) else {}
+    if value is None:
+        return {str: "", int: 0, float: 0.0, bool: False}.get(origin)
     return value

@@ -1,7 +1,7 @@
 """Configuration in three rooms: `schema` (the sections), `validation` (one checker for every
 layer) and `loading` (defaults < YAML file < environment < flags).
 
-The wiring (`exporter.wiring`) hands each part only its own section of the loaded `Config`.
+The wiring (`exporter.app`) hands each part only its own section of the loaded `Config`.
 """
 from __future__ import annotations
 

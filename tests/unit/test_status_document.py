@@ -93,3 +93,14 @@ def test_health_json_schema_version_1_is_written_as_before() -> None:
     assert [d.status for d in docs] == ["pending", "ok", "failing", "circuit_open", "circuit_open"]
     text = "".join(json.dumps(d.as_dict(), indent=2) + "\n" for d in docs)
     assert text == (FIXTURES / "health.json").read_text()
+
+
+def test_the_status_command_reads_the_document_back_into_the_same_views() -> None:
+    from exporter.statusview import render
+
+    data = json.loads((FIXTURES / "state.json").read_text())
+    assert StatusDocument.from_dict(data).as_dict() == data
+    # the table the command printed before the views, from the same document
+    assert render(data, wide=True, now=1.7e9 + 5) + "\n" == (FIXTURES / "state-wide.txt").read_text()
+    partial = StatusDocument.from_dict({"containers": [{"name": "c", "status": "Running"}], "extra": 1})
+    assert partial.containers[0].restarts == 0 and partial.containers[0].failures == {} and partial.breakers == ()

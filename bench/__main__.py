@@ -16,7 +16,9 @@ dockerd_kill (root, ~2-3 min: dockerd SIGKILLed and restarted 20 times in a cras
 equal the engine's), kube_storm (5 min: watch drops and 410 Gone every few seconds under pod
 churn, 0 stale pods), http_attack (~4 min: issue 16's attacks on the HTTP server, ours vs the
 server before the hardening vs cheroot: idle-connection flood under ulimit -n 1024, 50
-new-connection scrapers, a silent TLS client; scrape latency and RSS).
+new-connection scrapers, a silent TLS client; scrape latency and RSS), fleet (~11 min: 100
+simulated devices, each a real vmagent, pushing to a central VictoriaMetrics + vmalert +
+Alertmanager; `python -m bench.fleet --devices N --seconds S` for other sizes).
 Peers come from the optional `bench` dependency group: pip install -e '.[bench]'.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ import os
 from bench.common import format_table
 
 SUITES = ("resilience", "library", "scrape", "prometheus_scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
-          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom")
+          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom", "fleet")
 
 
 def main() -> int:

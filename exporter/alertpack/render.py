@@ -22,6 +22,7 @@ import yaml
 
 TEMPLATES = "templates"
 SELECTOR_KINDS = ("exporter", "textfile", "node_exporter", "promtail")
+RULE_ENGINES = ("prometheus", "vmalert")
 
 
 class PackConfigError(ValueError):
@@ -56,6 +57,16 @@ class PackConfig:
     dashboard_url: str = "https://grafana.example.com"
     textfile_names: str = "role_agent_.+|resilience_exporter"
     test_labels: Mapping[str, Mapping[str, str]] = field(default_factory=_default_test_labels)
+    # Alertmanager groups by alert and cause, not by host: the same failure on 10 devices is one
+    # Slack message listing the 10 hosts (each alert still carries its host and resolves alone).
+    group_by: str = "alertname, reason, image, name"
+    # A device is offline when none of its pushed heartbeat series has a sample for
+    # device_offline_after; devices unseen for device_forget_after are forgotten (decommissioned).
+    device_heartbeat: str = 'up{host!=""}'
+    device_offline_after: str = "10m"
+    device_forget_after: str = "1d"
+    # "vmalert": leave out what vmalert 1.79 (Debian's) rejects (keep_firing_for).
+    rule_engine: str = "prometheus"
 
     def runbook(self, alertname: str) -> str:
         return self.runbook_url.replace("{alertname}", alertname)
@@ -89,9 +100,20 @@ def load_config(path: str | Path | None) -> PackConfig:
         elif not isinstance(value, str) or not value:
             raise PackConfigError(f"{path}: {key}: expected a non-empty string, got {value!r}")
         values[key] = value
+    for key in ("device_offline_after", "device_forget_after"):
+        if key in values and not re.fullmatch(r"(\d+[smhdw])+", values[key]):
+            raise PackConfigError(f'{path}: {key}: expected a duration like "10m" or "1d", got {values[key]!r}')
+    if values.get("rule_engine", "prometheus") not in RULE_ENGINES:
+        raise PackConfigError(f"{path}: rule_engine: expected one of {', '.join(RULE_ENGINES)}, got {values['rule_engine']!r}")
+    if "group_by" in values and not all(re.fullmatch(r"[a-zA-Z_]\w*", n) for n in _names(values["group_by"])):
+        raise PackConfigError(f"{path}: group_by: expected label names separated by commas, got {values['group_by']!r}")
     if "runbook_url" in values and "{alertname}" not in values["runbook_url"]:
         raise PackConfigError(f"{path}: runbook_url: must contain {{alertname}}, got {values['runbook_url']!r}")
     return PackConfig(**{**dataclasses.asdict(base), **values})
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _series_labels(labels: Mapping[str, str]) -> str:
@@ -141,6 +163,8 @@ def _environment(config: PackConfig) -> jinja2.Environment:
         sel=sel, ours=ours, with_image=with_image, runbook=config.runbook,
         dashboard_url=config.dashboard_url.rstrip("/"), textfile_names=config.textfile_names,
         test_labels=config.test_labels, absent_labels=absent_labels(sel["exporter"]),
+        group_by=_names(config.group_by), heartbeat=config.device_heartbeat, rule_engine=config.rule_engine,
+        offline_after=config.device_offline_after, forget_after=config.device_forget_after,
         series={k: _series_labels(v) for k, v in config.test_labels.items()},
         exp={k: _exp_labels(v) for k, v in config.test_labels.items()})
     return env

@@ -5,7 +5,6 @@ evaluation interval shortened) and Alertmanager with the shipped config and Slac
 group_wait/group_interval shortened), posting to a local Slack webhook receiver."""
 from __future__ import annotations
 
-import re
 import shutil
 import time
 import uuid
@@ -21,10 +20,9 @@ from tests.conftest import free_port, require_binary, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd, require_root
 from tests.integration.engines_monitoring import (Alertmanager, NodeExporter, Prometheus, SlackMessage,
                                                   SlackReceiver, rule_files_for_test, temp_root)
-from tests.integration.test_grafana_dashboards import panel_queries, variable_queries
+from tests.integration.test_grafana_dashboards import queries_without_data
 
 HOST = "e2e-host"
-RATE_INTERVAL = "1m"
 
 
 class Stack:
@@ -146,23 +144,8 @@ def test_each_failure_reaches_slack_with_reason_subject_and_remedy(stack: Stack)
 
 def test_every_dashboard_query_returns_data_from_prometheus(stack: Stack) -> None:
     """Runs after the failures exist: every panel's query and every variable's values are non-empty."""
-    def substitute(expr: str) -> str:
-        expr = re.sub(r"\$(job|instance|host|namespace)\b", ".*", expr)
-        return expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", "5m").replace("$__interval", "15s")
-
     def empty() -> list[str]:
-        bad = []
-        for uid, title, expr in panel_queries():
-            try:
-                if not stack.prometheus.query(substitute(expr)):
-                    bad.append(f"{uid} / {title}: no data: {substitute(expr)}")
-            except ValueError as exc:
-                bad.append(f"{uid} / {title}: error: {exc}")
-        for uid, name, query in variable_queries():
-            metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", query).groups()  # type: ignore[union-attr]
-            if not stack.prometheus.query(f"group by ({label}) ({substitute(metric)})"):
-                bad.append(f"{uid} / variable {name}: no values: {query}")
-        return bad
+        return queries_without_data(stack.prometheus.query)
 
     deadline = time.monotonic() + 60
     while (bad := empty()) and time.monotonic() < deadline:

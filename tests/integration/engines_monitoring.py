@@ -38,11 +38,15 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 class _Process:
-    def __init__(self, args: list[str], ready_url: str, root: Path, name: str) -> None:
+    def __init__(self, args: list[str], ready_url: str, root: Path, name: str, *, timeout: float = 30) -> None:
         self.log = root / f"{name}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        _wait_http(ready_url, self.proc, self.log)
+        try:
+            _wait_http(ready_url, self.proc, self.log, timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -148,13 +152,16 @@ class NodeExporter(_Process):
 
 
 class StaticMetrics:
-    """An HTTP server answering every GET with a fixed Prometheus text body: another application."""
+    """An HTTP server answering every GET with a Prometheus text body (`body`, which the caller
+    may replace): another application, or a simulated device."""
 
     def __init__(self, text: str) -> None:
-        body = text.encode()
+        self.body = text.encode()
+        metrics = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                body = metrics.body
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

@@ -50,6 +50,9 @@ def test_no_placeholder_links_remain_in_a_site_render(tmp_path: Path) -> None:
     ("selector: x\n", "unknown setting 'selector'"),
     ("selectors: {kube: 'job=\"x\"'}\n", "selectors.kube: unknown kind"),
     ("dashboard_url: 3\n", "dashboard_url: expected a non-empty string"),
+    ("device_offline_after: 5 minutes\n", 'device_offline_after: expected a duration like "10m"'),
+    ("rule_engine: thanos\n", "rule_engine: expected one of prometheus, vmalert"),
+    ("group_by: 'alertname; host'\n", "group_by: expected label names separated by commas"),
 ])
 def test_a_bad_site_file_is_one_line_naming_the_file_and_key(tmp_path: Path, content: str, error: str) -> None:
     site = tmp_path / "site.yaml"

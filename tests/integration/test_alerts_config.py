@@ -113,14 +113,16 @@ def test_inhibitions_name_labels_both_sides_carry() -> None:
     metric_labels = {  # labels each rule's expression yields besides job/instance
         "ResilienceCircuitBreakerOpen": {"name", "target", "agent"}, "ResilienceProbeFailing": {"target"},
         "ResilienceAgentNotRunRecently": {"host"}, "ResilienceAgentConvergeFailing": {"host"},
-        "ResilienceAgentConsecutiveFailures": {"host"},
+        "ResilienceAgentConsecutiveFailures": {"host"}, "ResilienceDeviceOffline": {"host"},
     }
     for inhibit in config["inhibit_rules"]:
         sources = [n for n in by_name if _matches(inhibit["source_matchers"], n)]
         targets = [n for n in by_name if _matches(inhibit["target_matchers"], n)]
         assert sources and targets, inhibit
+        # DeviceOffline exists only in a fleet, where the push agent puts `host` on every series.
+        fleet = {"host"} if sources == ["ResilienceDeviceOffline"] else set()
         for name in sources + targets:
-            carried = {"job", "instance"} | metric_labels.get(name, set())
+            carried = {"job", "instance"} | metric_labels.get(name, set()) | fleet
             assert set(inhibit["equal"]) <= carried, (name, inhibit["equal"])
 
 

@@ -16,7 +16,8 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def exec_start(unit: Path) -> list[str]:
-    line = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart="))
+    text = unit.read_text().replace("\\\n", " ")  # continuation lines
+    line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     return shlex.split(line.removeprefix("ExecStart="))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -43,6 +43,36 @@ def variable_queries() -> list[tuple[str, str, str]]:
             if v["type"] == "query":
                 out.append((d["uid"], v["name"], v["query"]["query"] if isinstance(v["query"], dict) else v["query"]))
     return out
+
+
+def substitute(expr: str, rate_interval: str = "1m") -> str:
+    """A panel query as Grafana sends it with every variable at All."""
+    expr = re.sub(r"\$(job|instance|host|namespace)\b", ".*", expr)
+    return expr.replace("$__rate_interval", rate_interval).replace("$__range", "5m").replace("$__interval", "15s")
+
+
+def queries_without_data(query: Callable[[str], list[dict[str, Any]]], dashboards: list[Path] = DASHBOARDS,
+                         *, zero_is_empty: bool = False) -> list[str]:
+    """Every panel query and variable of `dashboards` that errors or returns nothing from `query`
+    (a Prometheus-API store); `zero_is_empty`: a count falling back to `or vector(0)` must be above 0."""
+    bad = []
+    for d in map(load, dashboards):
+        for panel, target in targets(d):
+            expr = substitute(target["expr"])
+            try:
+                rows = query(expr)
+            except ValueError as exc:
+                bad.append(f"{d['uid']} / {panel['title']}: error: {exc}")
+                continue
+            if not rows or (zero_is_empty and "vector(0)" in expr and all(float(r["value"][1]) == 0 for r in rows)):
+                bad.append(f"{d['uid']} / {panel['title']}: no data: {expr}")
+        for v in d["templating"]["list"]:
+            if v["type"] == "query":
+                q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+                metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", q).groups()  # type: ignore[union-attr]
+                if not query(f"group by ({label}) ({substitute(metric)})"):
+                    bad.append(f"{d['uid']} / variable {v['name']}: no values: {q}")
+    return bad
 
 
 def test_the_four_dashboards_ship_with_stable_short_uids() -> None:

@@ -25,7 +25,7 @@ from bench.common import Row
 from exporter.app import Exporter
 from exporter.config import load
 from tests.integration.dockerd import IMAGE, PrivateDockerd
-from tests.conftest import free_port
+from tests.harness import free_port
 from tests.integration.engines_monitoring import ALERTS, Alertmanager, Prometheus, SlackReceiver, temp_root
 
 HOST = "bench-host"

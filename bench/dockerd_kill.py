@@ -70,6 +70,7 @@ from exporter.sources.docker import DockerWatcher
 from exporter.sources.docker.lifecycle import RESTART_OVERDUE
 from exporter.sources.docker.watcher import SETTLE_EVERY
 from exporter.state import ContainerRecord, Reason, StateStore
+from tests.harness import poll, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 EXIT_REASONS = (Reason.ERROR, Reason.OOM_KILLED, Reason.START_FAILURE)
@@ -96,24 +97,8 @@ SPECS = (
 )
 
 
-def wait(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll `check` until truthy or the deadline; returns its last value (falsy on timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:
-            value = None
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
-def must(check: Callable[[], Any], timeout: float, message: str) -> Any:
-    value = wait(check, timeout)
-    if not value:
-        raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
-    return value
 
 
 # -- the engine's side ---------------------------------------------------------------------------
@@ -133,7 +118,8 @@ class EngineLedger:
 
     def start(self) -> None:
         self._thread.start()
-        must(lambda: self.attaches >= 1, 30, "the ledger to attach to the event stream")
+        wait_until(lambda: self.attaches >= 1,
+                   timeout=30, interval=0.05, message="the ledger to attach to the event stream")
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -283,7 +269,8 @@ def start_after_kill(engine: PrivateDockerd) -> None:
     pidfile = engine.root / "exec" / "containerd" / "containerd.pid"
     pid = int(pidfile.read_text().strip() or 0) if pidfile.exists() else 0
     if pid:
-        must(lambda: not _alive(pid), 30, f"the killed dockerd's containerd (pid {pid}) to be reaped")
+        wait_until(lambda: not _alive(pid),
+                   timeout=30, interval=0.05, message=f"the killed dockerd's containerd (pid {pid}) to be reaped")
     engine.start()
 
 
@@ -308,13 +295,13 @@ def clear_stale_task(engine: PrivateDockerd, cid: str) -> list[str]:
     for pid, cmd in stale:
         os.kill(pid, signal.SIGKILL)
         done.append(f"killed {cmd.split()[0].rsplit('/', 1)[-1]} {pid}")
-    must(lambda: not any(_alive(pid) and _state(pid) != "Z" for pid, _ in stale), 10,
-         f"{cid[:12]}: stale processes to die")
+    wait_until(lambda: not any(_alive(pid) and _state(pid) != "Z" for pid, _ in stale),
+               timeout=10, interval=0.05, message=f"{cid[:12]}: stale processes to die")
     if processes(f"-id {cid} -address {exec_root}"):
         return done  # a shim the engine manages: the container is not stale
     bundle = exec_root / "containerd" / "daemon" / "io.containerd.runtime.v2.task" / "moby" / cid
     # containerd drops the bundle once the shim it knew is gone; one it never knew stays
-    if bundle.exists() and not wait(lambda: not bundle.exists(), 5 if stale else 0):
+    if bundle.exists() and not poll(lambda: not bundle.exists(), 5 if stale else 0):
         if not any(str(bundle) in line for line in Path("/proc/self/mountinfo").read_text().splitlines()):
             shutil.rmtree(bundle, ignore_errors=True)
             done.append("removed bundle")
@@ -469,7 +456,7 @@ class Trial:
     def _setup(self) -> None:
         self.ledger.start()
         self.watcher.start()
-        must(lambda: self.watcher.syncs >= 1, 30, "the watcher's first sync")
+        wait_until(lambda: self.watcher.syncs >= 1, timeout=30, interval=0.05, message="the watcher's first sync")
         for spec in SPECS:
             script = f"echo run >> /data/{spec.name}; {spec.body}"
             self.ids[spec.name] = self.engine.run(
@@ -480,7 +467,7 @@ class Trial:
     def _trial(self, trial: int) -> None:
         rng = random.Random(self.seed * 1000 + trial)
         before = self.started_runs
-        if not wait(lambda: all(self.runs(s) > before[s.name] for s in SPECS), 60):
+        if not poll(lambda: all(self.runs(s) > before[s.name] for s in SPECS), 60):
             client = self.engine.client()
             for spec in SPECS:
                 if self.runs(spec) <= before[spec.name]:
@@ -495,7 +482,8 @@ class Trial:
         alive = self.running()
         self.result.running_at_kill += len(alive)
         if trial % 2:  # let every container the dead engine left behind exit first
-            must(lambda: not self.running(), 30, f"trial {trial}: containers left running to exit")
+            wait_until(lambda: not self.running(),
+                       timeout=30, interval=0.05, message=f"trial {trial}: containers left running to exit")
             self.result.exited_while_dead += len(alive)
         self._start_again(trial, syncs)
         self._unstick(trial)
@@ -508,10 +496,10 @@ class Trial:
         self.started_runs = {s.name: self.runs(s) for s in SPECS}
         started = time.monotonic()
         start_after_kill(self.engine)
-        must(lambda: self.watcher.syncs > syncs and self.store.sources()[0].up, 90,
-             f"trial {trial}: the watcher to reconnect and relist")
+        wait_until(lambda: self.watcher.syncs > syncs and self.store.sources()[0].up,
+                   timeout=90, interval=0.05, message=f"trial {trial}: the watcher to reconnect and relist")
         self.result.resync_s.append(time.monotonic() - started)
-        if not wait(self.restarts_equal, 30):
+        if not poll(self.restarts_equal, 30):
             self.result.restarts_mismatch.append(trial)
         self._restart_what_the_restore_could_not(trial)
 
@@ -549,7 +537,7 @@ class Trial:
         gracefully (`systemctl restart docker`), whose restore then starts it.
         """
         for attempt in range(3):
-            if wait(lambda: all(self.runs(s) > self.started_runs[s.name] for s in SPECS), 10):
+            if poll(lambda: all(self.runs(s) > self.started_runs[s.name] for s in SPECS), 10):
                 return
             client = self.engine.client()
             for spec in SPECS:
@@ -570,19 +558,19 @@ class Trial:
     def _finish(self) -> None:
         client = self.engine.client()
         for spec in SPECS:  # `docker update` fails when the run it updates exits meanwhile: retry
-            must(lambda: self.engine.cli("update", "--restart", "no", self.ids[spec.name], check=False).returncode == 0,
-                 30, f"{spec.name}: docker update --restart no")
-        must(lambda: all(client.inspect_container(self.ids[s.name])["State"]["Status"] == "exited" for s in SPECS),
-             120, "every container to exit once its policy is no")
+            wait_until(lambda: self.engine.cli("update", "--restart", "no", self.ids[spec.name], check=False).returncode == 0,
+                       timeout=30, interval=0.05, message=f"{spec.name}: docker update --restart no")
+        wait_until(lambda: all(client.inspect_container(self.ids[s.name])["State"]["Status"] == "exited" for s in SPECS),
+                   timeout=120, interval=0.05, message="every container to exit once its policy is no")
         # A `docker update` that failed on a run exiting meanwhile has already switched dockerd's
         # restart monitor to "no": no restart follows the exit its HostConfig still promises. The
         # watcher asks the engine once that restart is overdue (RESTART_OVERDUE after its delay).
-        wait(self.restarts_equal, RESTART_OVERDUE + SETTLE_EVERY + 30)
+        poll(self.restarts_equal, RESTART_OVERDUE + SETTLE_EVERY + 30)
         # Barrier: events arrive in order, so once both sides have the marker, both have the rest.
         marker = client.create_container(IMAGE, command=["true"], name=f"marker-{self.token}",
                                          host_config=client.create_host_config(network_mode="none"))["Id"]
-        must(lambda: self.ledger.of(f"marker-{self.token}", "create") and self.store.get(marker) is not None, 30,
-             "the ledger and the watcher to see the marker")
+        wait_until(lambda: self.ledger.of(f"marker-{self.token}", "create") and self.store.get(marker) is not None,
+                   timeout=30, interval=0.05, message="the ledger and the watcher to see the marker")
         client.remove_container(marker)
         for spec in SPECS:
             state = client.inspect_container(self.ids[spec.name])
@@ -627,7 +615,7 @@ class Trial:
         except Exception as exc:
             self.result.leftovers.append(f"cleanup failed: {exc!r}")
         finally:
-            if not wait(lambda: not processes(str(engine.root), self.token, cgroups=ids), 30):
+            if not poll(lambda: not processes(str(engine.root), self.token, cgroups=ids), 30):
                 names = {cid: name for name, cid in self.ids.items()}
                 for pid, cmd in processes(str(engine.root), self.token, cgroups=ids):
                     owner = next((n for cid, n in names.items() if cid in cmd), "?")

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from bench.common import Row
-from tests.conftest import free_port, wait_until
+from tests.harness import free_port, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.common import Row
-from tests.conftest import wait_until
+from tests.harness import wait_until
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 
 HOST = "storm-host"  # the exporter's host label for pods not scheduled yet

@@ -33,6 +33,7 @@ from bench.dockerd_kill import EngineLedger
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
 from exporter.state import ContainerRecord, Phase, Reason, StateStore
+from tests.harness import wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 LIMIT = ("-m", "8m", "--memory-swap", "8m")
@@ -105,7 +106,7 @@ class Trial:
     def start_watching(self) -> None:
         self.ledger.start()
         self.watcher.start()
-        must(self.store.ready, 60, "the docker source to sync")
+        wait_until(self.store.ready, timeout=60, interval=0.05, message="the docker source to sync")
 
     def close(self) -> None:
         self.watcher.stop()
@@ -122,15 +123,18 @@ class Trial:
         """Wait until the workload has done all its OOM kills (and its policy stopped restarting)."""
         if shape.child:  # the kernel's count is the truth; the engine may never send its `oom`
             cid = self.engine.inspect(name)["Id"]
-            must(lambda: self.ledger.of(name, "oom") or kernel_oom_kills(cid), timeout, f"{name}: the child's OOM kill")
+            wait_until(lambda: self.ledger.of(name, "oom") or kernel_oom_kills(cid),
+                       timeout=timeout, interval=0.05, message=f"{name}: the child's OOM kill")
             return
         if shape.until_runs:
-            must(lambda: len(self.ledger.of(name, "die")) >= shape.until_runs, timeout, f"{name}: {shape.until_runs} dies")
+            wait_until(lambda: len(self.ledger.of(name, "die")) >= shape.until_runs,
+                       timeout=timeout, interval=0.05, message=f"{name}: {shape.until_runs} dies")
             self.engine.cli("update", "--restart", "no", name)
         if "--rm" in shape.args:
-            must(lambda: self.ledger.of(name, "destroy"), timeout, f"{name}: removed")
+            wait_until(lambda: self.ledger.of(name, "destroy"),
+                       timeout=timeout, interval=0.05, message=f"{name}: removed")
             return
-        must(lambda: self._exited(name), timeout, f"{name}: exited for good")
+        wait_until(lambda: self._exited(name), timeout=timeout, interval=0.05, message=f"{name}: exited for good")
 
     def _exited(self, name: str) -> bool:
         state = self.engine.inspect(name)["State"]
@@ -158,7 +162,8 @@ class Trial:
         """Once the watcher shows a marker container, it has applied every earlier event."""
         name = f"marker-{uuid.uuid4().hex[:8]}"
         self.engine.cli("create", "--name", name, IMAGE, "true")
-        must(lambda: name in self.last, timeout, "the marker container in the store")
+        wait_until(lambda: name in self.last,
+                   timeout=timeout, interval=0.05, message="the marker container in the store")
         self.engine.cli("rm", "-f", name)
 
 
@@ -189,14 +194,6 @@ def kernel_oom_kills(cid: str) -> int:
     return 0
 
 
-def must(check: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
 
 
 def run(counts: dict[str, int], *, bursts: int = 2, before: int = 10, workers: int = 4,
@@ -209,7 +206,7 @@ def run(counts: dict[str, int], *, bursts: int = 2, before: int = 10, workers: i
         engine.build_testbox()
         early = [trial.launch(SHAPES["no"], f"before{i}") for i in range(before)]
         for name in early:  # OOM-killed before the exporter starts: only the engine's state tells
-            must(lambda: trial._exited(name), 120, f"{name}: exited")
+            wait_until(lambda: trial._exited(name), timeout=120, interval=0.05, message=f"{name}: exited")
         trial.containers = [(n, "before") for n in early]
         trial.start_watching()
         token = uuid.uuid4().hex[:6]

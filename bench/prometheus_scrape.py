@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.common import Row
 from bench.scrape import stock_registry, synthetic
-from tests.conftest import free_port
+from tests.harness import free_port
 from tests.integration.engines_monitoring import Prometheus, temp_root
 
 TARGETS = ("ours", "client_python", "floor")

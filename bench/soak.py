@@ -123,7 +123,7 @@ class Churn:
     cycles: int
     records: tuple[int, int]          # (before, after)
     series: tuple[int, int]
-    lives: tuple[int, int]            # the lifecycle's per-container memory
+    lives: tuple[int, int]            # records carrying a Life (the reducer's per-container memory)
     rss_mib: tuple[float, float]
     blocks: tuple[int, int]           # sys.getallocatedblocks(): Python objects still alive
     ok_events: int
@@ -158,13 +158,13 @@ def churn(cycles: int = 10_000, *, scrape_every: int = 100, deadline_s: float = 
 
     run(0, min(1_000, cycles))  # warm-up: allocator arenas, caches, interned strings
     gc.collect()
-    before = (len(store), series(exposition.render()), len(watcher.lifecycle.lives), rss_mib(),
+    before = (len(store), series(exposition.render()), sum(1 for r in store.records() if r.engine is not None), rss_mib(),
               sys.getallocatedblocks(), store.sources()[0].events.get("ok", 0))
     start = time.perf_counter()
     run(min(1_000, cycles), cycles)
     seconds = time.perf_counter() - start
     gc.collect()
-    after = (len(store), series(exposition.render()), len(watcher.lifecycle.lives), rss_mib(),
+    after = (len(store), series(exposition.render()), sum(1 for r in store.records() if r.engine is not None), rss_mib(),
              sys.getallocatedblocks(), store.sources()[0].events.get("ok", 0))
     return Churn(cycles, (before[0], after[0]), (before[1], after[1]), (before[2], after[2]),
                  (before[3], after[3]), (before[4], after[4]), after[5] - before[5], seconds)

@@ -178,7 +178,7 @@ def _generation(directory: Path) -> int:
 
 
 def rows(trials: int = 1000) -> list[Row]:
-    from tests.conftest import free_port  # the same free-port helper the tests use
+    from tests.harness import free_port  # the same free-port helper the tests use
 
     out: list[Row] = []
     results: dict[str, Tally] = {}

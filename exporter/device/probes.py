@@ -16,17 +16,16 @@ import requests
 from exporter.config import ProbeConfig
 from exporter.device.status import ProbeResult, ProbeStatus
 from exporter.resilience import (CircuitBreaker, CircuitOpenError, ErrorCode, FullJitter, ResilienceError,
-                                 ResilienceRegistry, RetryPolicy, classify)
+                                 ResilienceRegistry, RetryPolicy, TRANSIENT_STATUS, classify)
 
 log = logging.getLogger(__name__)
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class UnexpectedStatus(ResilienceError):
     """The target answered, but not with the expected status; 5xx/429/408 are worth a retry."""
 
     def __init__(self, status: int, expected: int) -> None:
-        code = ErrorCode.NETWORK_ERROR if status in _RETRYABLE_STATUS else ErrorCode.INVALID_RESPONSE
+        code = ErrorCode.NETWORK_ERROR if status in TRANSIENT_STATUS else ErrorCode.INVALID_RESPONSE
         super().__init__(f"got HTTP {status}, expected {expected}", code)
         self.status = status
 

@@ -199,6 +199,3 @@ class RenderCache(Generic[K, T]):
                         segments[block] = segment(b"".join([texts[key] for key in keys if key in texts]))
                 self._packed[i] = join(segments[block] for block in blocks)
             return list(zip(self.families, self._packed))  # type: ignore[arg-type]
-
-    def series_count(self) -> int:
-        return sum(text.count(b"\n") for texts in self._text for text in texts.values())

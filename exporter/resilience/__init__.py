@@ -27,7 +27,7 @@ from .backoff import (
 from .breaker import TRANSITIONS, BreakerSnapshot, CircuitBreaker, CircuitState
 from .budget import RetryBudget
 from .clock import FakeClock
-from .errors import CircuitOpenError, ErrorCode, ResilienceError, classify
+from .errors import TRANSIENT_STATUS, CircuitOpenError, ErrorCode, ResilienceError, classify
 from .keyed import BreakerSettings, KeyedBreakers, KeyedSnapshot
 from .patterns import guard, resilient
 from .registry import REGISTRY, ResilienceRegistry, RetryCounter, RetryOutcome, RetrySnapshot, get_breaker
@@ -38,7 +38,7 @@ from .unavailable import CircuitOpenMiddleware, Unavailable, circuit_open_respon
 __all__ = [
     "BackoffStrategy", "Constant", "DecorrelatedJitter", "EqualJitter", "Exponential", "FullJitter",
     "KubeletBackoff", "TRANSITIONS", "BreakerSnapshot", "CircuitBreaker", "CircuitState", "RetryBudget",
-    "FakeClock", "CircuitOpenError", "ErrorCode", "ResilienceError", "classify", "REGISTRY",
+    "FakeClock", "CircuitOpenError", "ErrorCode", "ResilienceError", "TRANSIENT_STATUS", "classify", "REGISTRY",
     "ResilienceRegistry", "RetryCounter", "RetryOutcome", "RetrySnapshot", "get_breaker", "DEFAULT_RETRY_ON",
     "RetryPolicy", "RetryState", "RetryTracker", "BreakerSettings", "KeyedBreakers", "KeyedSnapshot",
     "guard", "resilient", "CircuitOpenMiddleware", "Unavailable", "circuit_open_response",

@@ -97,7 +97,7 @@ _REQUESTS_HTTP = ("requests.exceptions", "HTTPError")
 _AIOHTTP_RESPONSE = ("aiohttp.client_exceptions", "ClientResponseError")
 
 _DENIED_STATUS = frozenset({401, 403})
-_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # worth a retry: timeouts, throttling, 5xx
 # docker-py wraps "cannot reach the daemon" in a plain DockerException with this text.
 _DOCKER_UNREACHABLE = "Error while fetching server API version"
 _MAX_CAUSE_DEPTH = 4
@@ -137,7 +137,7 @@ def _from_status(exc: BaseException, names: _Names) -> ErrorCode | None:
     status = _status_of(exc)
     if status in _DENIED_STATUS:
         return ErrorCode.PERMISSION_DENIED
-    if status in _TRANSIENT_STATUS or (is_kube and not status):  # kube status 0: no response
+    if status in TRANSIENT_STATUS or (is_kube and not status):  # kube status 0: no response
         return ErrorCode.NETWORK_ERROR
     if is_docker:
         return ErrorCode.DOCKER_ERROR

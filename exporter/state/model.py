@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from exporter.state.reasons import Reason
 
@@ -75,6 +75,9 @@ class ContainerRecord:
     pod_labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed pod labels only
     owners: tuple[tuple[str, str, bool], ...] = ()  # ownerReferences: (kind, name, controller)
     pod_primary: bool = False
+    # What the source's reducer carries beyond the record (Docker: its Life); never exported,
+    # never compared: it changes with the record, inside StateStore.update.
+    engine: Any = field(default=None, compare=False, repr=False)
 
     @property
     def remedy(self) -> str:

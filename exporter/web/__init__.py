@@ -1,1 +1,1 @@
-"""HTTP: /metrics, health endpoints, and (later) the API and status page."""
+"""HTTP: /metrics, the health endpoints, the status API and the status page."""

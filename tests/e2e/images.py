@@ -19,7 +19,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.conftest import require_binary
+from tests.harness import require_binary
 from tests.integration.dockerd import PrivateDockerd
 from tests.readme import shell_blocks, substituted
 

@@ -16,7 +16,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import load
-from tests.conftest import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd, require_root
 from tests.integration.engines_monitoring import (Alertmanager, NodeExporter, Prometheus, SlackMessage,
                                                   SlackReceiver, rule_files_for_test, temp_root)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, wait_until
 from tests.e2e import images
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 from tests.readme import shell_blocks, substituted

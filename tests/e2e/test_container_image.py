@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import free_port, wait_until
+from tests.harness import free_port, wait_until
 from tests.e2e import images
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 

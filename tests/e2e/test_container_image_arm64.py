@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, wait_until
 from tests.e2e import images
 from tests.e2e.test_container_image import assert_labels_and_version
 from tests.integration.dockerd import IMAGE, PrivateDockerd

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import require_binary, wait_until
+from tests.harness import require_binary, wait_until
 from tests.integration.engines_monitoring import Alertmanager, SlackMessage, SlackReceiver, temp_root
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 from tests.integration.fleet import FLEET, ROOT, Device, VictoriaMetrics, VMAlert, kubeconfig, rss_bytes

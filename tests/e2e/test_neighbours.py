@@ -20,7 +20,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import load
-from tests.conftest import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, wait_until
 from tests.integration.engines_monitoring import (BlackboxExporter, NodeExporter, Prometheus, StaticMetrics,
                                                   rule_files_for_test, temp_root)
 

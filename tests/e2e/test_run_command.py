@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import wait_until
+from tests.harness import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from tests.conftest import require_binary
-from tests.integration.dockerd import IMAGE, PrivateDockerd, wait_for
+from tests.harness import require_binary, wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -31,9 +31,9 @@ def test_page_shows_the_crash_loop_badge(dockerd: PrivateDockerd, tmp_path: Path
     url = f"http://{host}:{port}/"
     try:
         dockerd.run("--name", name, "--restart", "always", IMAGE, "sh", "-c", "sleep 0.2; exit 3")
-        wait_for(lambda: any(c["name"] == name and c["status"] == "CrashLoopBackOff"
-                             for c in requests.get(url + "api/state", timeout=5).json()["containers"]),
-                 message="crash loop reported")
+        wait_until(lambda: any(c["name"] == name and c["status"] == "CrashLoopBackOff"
+                               for c in requests.get(url + "api/state", timeout=5).json()["containers"]),
+                   message="crash loop reported", timeout=30, interval=0.05)
         dom = chromium(tmp_path, "--dump-dom", url)
         assert dom.returncode == 0, dom.stderr[-2000:]
         html = dom.stdout

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 
-from tests.conftest import require_binary, wait_until
+from tests.harness import require_binary, wait_until
 
 IMAGE = "testbox:1"
 
@@ -125,14 +125,10 @@ def busybox_rootfs(rootfs: Path, busybox: str) -> Path:
     return rootfs
 
 
-def wait_for(check, timeout: float = 30.0, message: str = "condition"):  # type: ignore[no-untyped-def]
-    return wait_until(check, timeout=timeout, interval=0.05, message=message)
-
-
 def require_root() -> None:
     import pytest
 
-    from tests.conftest import IN_CI
+    from tests.harness import IN_CI
 
     if os.geteuid() != 0:
         if IN_CI:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import requests
 import yaml
 
-from tests.conftest import free_port, require_binary
+from tests.harness import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.conftest import free_port, require_binary
+from tests.harness import free_port, require_binary
 from tests.integration.engines_monitoring import _Process
 
 ROOT = Path(__file__).resolve().parents[2]

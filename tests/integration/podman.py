@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 
-from tests.conftest import require_binary, wait_until
+from tests.harness import require_binary, wait_until
 from tests.integration.dockerd import busybox_rootfs
 
 IMAGE = "localhost/testbox:1"

@@ -10,7 +10,7 @@ from pathlib import Path
 import bcrypt
 import requests
 
-from tests.conftest import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, wait_until
 
 
 class LocalRegistry:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from exporter.alertpack import PackConfig, PackConfigError, load_config, render_pack
-from tests.conftest import require_binary, wait_until
+from tests.harness import require_binary, wait_until
 from tests.integration.engines_monitoring import (ALERTS, Alertmanager, Prometheus, SlackReceiver, StaticMetrics,
                                                   rule_files_for_test, temp_root)
 

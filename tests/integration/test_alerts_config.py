@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"

@@ -10,7 +10,7 @@ import yaml
 
 from exporter import cli
 from exporter.config import load
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -20,7 +20,7 @@ from exporter.device.health import HealthFile, health_document
 from exporter.device.schedule import AgentScheduler, build_trigger
 from exporter.device.status import AgentStatus
 from exporter.resilience import CircuitState, FakeClock, ResilienceRegistry
-from tests.conftest import require_binary, wait_until
+from tests.harness import require_binary, wait_until
 from tests.unit.test_device_health import assert_valid_health
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.harness import wait_until
 from tests.integration.test_device_agent import ROOT, script
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

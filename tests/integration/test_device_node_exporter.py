@@ -17,7 +17,7 @@ from exporter.metrics import ResilienceCollector
 from exporter.metrics.exposition import render_collectors
 from exporter.metrics.device import AgentCollector, ProbeCollector, TextfileCollector
 from exporter.resilience import ResilienceRegistry
-from tests.conftest import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, wait_until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -12,7 +12,7 @@ import requests
 from exporter.app import Exporter
 from exporter.config import load
 from exporter.resilience import CircuitState
-from tests.conftest import wait_until
+from tests.harness import wait_until
 
 
 class Flapping(ThreadingHTTPServer):

@@ -10,7 +10,8 @@ from exporter.config import load
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
 from exporter.state import StateStore
-from tests.integration.dockerd import IMAGE, PrivateDockerd, wait_for
+from tests.harness import wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 
 def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDockerd) -> None:
@@ -22,9 +23,9 @@ def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDoc
     try:
         dockerd.run("--name", name, "--label", "team=payments", "--label", "secret=x", IMAGE, "sh", "-c", "exit 2")
         url = f"http://{host}:{port}/metrics"
-        text = wait_for(lambda: (t := requests.get(url, timeout=5).text) and
-                        f'container="{name}"' in t and "workload_container_last_exit_code{" in t and t,
-                        message="the container's series")
+        text = wait_until(lambda: (t := requests.get(url, timeout=5).text) and
+                          f'container="{name}"' in t and "workload_container_last_exit_code{" in t and t,
+                          message="the container's series", timeout=30, interval=0.05)
         ident = f'source="docker",host="edge-1",namespace="",pod="",container="{name}"'
         assert f'workload_container_info{{{ident},container_id="' in text and f'image="{IMAGE}"}} 1' in text
         assert f"workload_container_last_exit_code{{{ident}}} 2" in text
@@ -45,10 +46,10 @@ def test_unreachable_engine_marks_the_source_down_and_keeps_serving(tmp_path) ->
     app.start()
     host, port = app.address
     try:
-        text = wait_for(lambda: (t := requests.get(f"http://{host}:{port}/metrics", timeout=5).text)
-                        and 'resilience_exporter_source_up{source="docker"} 0' in t
-                        and 'circuit_breaker_calls_total{name="docker:engine",outcome="failure"}' in t and t,
-                        message="source down reported")
+        text = wait_until(lambda: (t := requests.get(f"http://{host}:{port}/metrics", timeout=5).text)
+                          and 'resilience_exporter_source_up{source="docker"} 0' in t
+                          and 'circuit_breaker_calls_total{name="docker:engine",outcome="failure"}' in t and t,
+                          message="source down reported", timeout=30, interval=0.05)
         assert "resilience_exporter_build_info" in text
         assert requests.get(f"http://{host}:{port}/readyz", timeout=5).status_code == 503
     finally:
@@ -64,15 +65,17 @@ def test_container_cap_counts_the_dropped(dockerd: PrivateDockerd) -> None:
     watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url=dockerd.url, max_containers=already - 2)
     try:
         watcher.start()
-        wait_for(store.ready, message="synced")
+        wait_until(store.ready, message="synced", timeout=30, interval=0.05)
         assert len(store) == already - 2 and store.sources()[0].dropped == 2
         for name in names:  # events of untracked containers neither track nor count them again
             dockerd.cli("start", name)
-        wait_for(lambda: all(dockerd.inspect(n)["State"]["Status"] == "exited" for n in names), message="exited")
+        wait_until(lambda: all(dockerd.inspect(n)["State"]["Status"] == "exited" for n in names), message="exited",
+                   timeout=30, interval=0.05)
         probe = f"cap-probe-{uuid.uuid4().hex[:6]}"
         names.append(probe)
         dockerd.cli("create", "--network", "none", "--name", probe, IMAGE, "true")
-        wait_for(lambda: store.sources()[0].dropped == 3, message="the new container counted as dropped")
+        wait_until(lambda: store.sources()[0].dropped == 3, message="the new container counted as dropped",
+                   timeout=30, interval=0.05)
         assert len(store) == already - 2 and store.sources()[0].dropped == 3
     finally:
         watcher.stop()

@@ -7,7 +7,7 @@ burst of ten at once, in which the engine usually loses some `oom` events: those
 from __future__ import annotations
 
 from bench import oom
-from tests.conftest import require_binary
+from tests.harness import require_binary
 from tests.integration.dockerd import require_root
 
 

@@ -10,7 +10,7 @@ import pytest
 from exporter.resilience import FakeClock
 from exporter.sources.docker.pullguard import DesiredImage, PullGuard
 from exporter.state import ContainerRecord, Phase, Reason, StateStore
-from tests.conftest import free_port
+from tests.harness import free_port
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 from tests.integration.registry import LocalRegistry
 
@@ -149,9 +149,9 @@ def test_a_hanging_registry_does_not_hold_up_other_images(
     g = Guarded(dockerd, DesiredImage(stuck), DesiredImage(good))
     try:
         g.guard.reconcile()
-        from tests.integration.dockerd import wait_for
-        wait_for(lambda: (r := g.store.get(f"image:{good}")) is not None and r.reason is Reason.PULLED,
-                 timeout=60, message="the good image pulled while the other hangs")
+        from tests.harness import wait_until
+        wait_until(lambda: (r := g.store.get(f"image:{good}")) is not None and r.reason is Reason.PULLED,
+                   timeout=60, message="the good image pulled while the other hangs", interval=0.05)
         assert g.store.get(f"image:{stuck}") is None  # still in flight
     finally:
         stop.set()

@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 
 from exporter.state import Reason
-from tests.integration.dockerd import IMAGE, PrivateDockerd, wait_for
+from tests.harness import wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
 from tests.integration.test_docker_source import Harness
 
 TRIALS = 5
@@ -25,18 +26,19 @@ def test_engine_restarts_during_a_crash_storm_lose_and_double_count_nothing(dock
                 "sh", "-c", "echo run >> /data/runs; sleep 0.3; exit 3")
     h.watcher.start()
     try:
-        wait_for(lambda: h.watcher.syncs == 1, message="initial sync")
+        wait_until(lambda: h.watcher.syncs == 1, message="initial sync", timeout=30, interval=0.05)
         for trial in range(TRIALS):
             before, syncs = runs(data / "runs"), h.watcher.syncs
-            wait_for(lambda: runs(data / "runs") >= before + 2, message=f"trial {trial}: two more crashes")
+            wait_until(lambda: runs(data / "runs") >= before + 2, message=f"trial {trial}: two more crashes",
+                       timeout=30, interval=0.05)
             dockerd.restart()
-            wait_for(lambda: h.watcher.syncs > syncs and h.store.sources()[0].up, timeout=60,
-                     message=f"trial {trial}: reconnected and relisted")
-            wait_for(lambda: h.record(name).restarts == dockerd.inspect(name)["RestartCount"],  # type: ignore[union-attr]
-                     message=f"trial {trial}: restarts equal the engine's")
+            wait_until(lambda: h.watcher.syncs > syncs and h.store.sources()[0].up, timeout=60,
+                       message=f"trial {trial}: reconnected and relisted", interval=0.05)
+            wait_until(lambda: h.record(name).restarts == dockerd.inspect(name)["RestartCount"],  # type: ignore[union-attr]
+                       message=f"trial {trial}: restarts equal the engine's", timeout=30, interval=0.05)
         dockerd.cli("update", "--restart", "no", name)
-        state = wait_for(lambda: (s := dockerd.inspect(name))["State"]["Status"] == "exited" and s,
-                         message="final exit")
+        state = wait_until(lambda: (s := dockerd.inspect(name))["State"]["Status"] == "exited" and s,
+                           message="final exit", timeout=30, interval=0.05)
         total_runs = runs(data / "runs")
         record = h.wait_record(
             name, lambda r: r.failures.get(Reason.ERROR, 0) >= total_runs and r.restarts == state["RestartCount"],

@@ -10,7 +10,8 @@ from exporter.metrics import ContainerCollector, Exposition
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
 from exporter.state import ContainerRecord, Health, Phase, Reason, StateStore
-from tests.integration.dockerd import IMAGE, PrivateDockerd, wait_for
+from tests.harness import wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 
 class Harness:
@@ -37,7 +38,7 @@ class Harness:
         def check() -> ContainerRecord | None:
             r = self.record(name)
             return r if r is not None and predicate(r) else None
-        return wait_for(check, timeout=timeout, message=f"{name}: {message} (now {self.record(name)})")
+        return wait_until(check, timeout=timeout, message=f"{name}: {message} (now {self.record(name)})")
 
     def close(self) -> None:
         self.watcher.stop()
@@ -49,7 +50,7 @@ class Harness:
 def harness(dockerd: PrivateDockerd) -> Iterator[Harness]:
     h = Harness(dockerd)
     h.watcher.start()
-    wait_for(lambda: h.store.ready(), message="docker source synced")
+    wait_until(lambda: h.store.ready(), message="docker source synced", timeout=30, interval=0.05)
     yield h
     h.close()
 
@@ -64,8 +65,8 @@ def test_crash_loop_is_reported_within_three_restarts_and_counts_match_the_engin
     assert first.next_retry_at is not None and first.next_retry_at > first.last_terminated_at  # type: ignore[operator]
     assert first.last_exit_code == 3 and first.last_terminated_reason is Reason.ERROR
     harness.dockerd.cli("update", "--restart", "no", name)
-    state = wait_for(lambda: (s := harness.dockerd.inspect(name))["State"]["Status"] == "exited" and s,
-                     message="the container to exit once its policy is no")
+    state = wait_until(lambda: (s := harness.dockerd.inspect(name))["State"]["Status"] == "exited" and s,
+                     message="the container to exit once its policy is no", timeout=30, interval=0.05)
     record = harness.wait_record(
         name, lambda r: (r.restarts, r.last_exit_code) == (state["RestartCount"], state["State"]["ExitCode"]),
         f"restarts/exit equal to docker inspect {state['RestartCount']}/{state['State']['ExitCode']}")
@@ -118,7 +119,7 @@ def test_exit_zero_is_completed_and_removal_drops_every_series(harness: Harness)
     assert r.reason is Reason.COMPLETED and r.last_exit_code == 0 and not r.failures
     assert f'container="{name}"' in harness.exposition.render().decode()
     harness.dockerd.cli("rm", name)
-    wait_for(lambda: harness.record(name) is None, message="record removed")
+    wait_until(lambda: harness.record(name) is None, message="record removed", timeout=30, interval=0.05)
     assert f'container="{name}"' not in harness.exposition.render().decode()
 
 
@@ -126,7 +127,8 @@ def test_containers_existing_before_start_are_listed_and_inspected(dockerd: Priv
     h = Harness(dockerd)
     name = h.name("before")
     dockerd.run("--name", name, IMAGE, "sh", "-c", "exit 5")
-    wait_for(lambda: dockerd.inspect(name)["State"]["Status"] == "exited", message="exited")
+    wait_until(lambda: dockerd.inspect(name)["State"]["Status"] == "exited", message="exited",
+               timeout=30, interval=0.05)
     try:
         h.watcher.start()
         r = h.wait_record(name, lambda r: True, "listed")

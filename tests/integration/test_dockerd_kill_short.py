@@ -18,7 +18,7 @@ from bench import dockerd_kill
 from exporter.sources.docker.events import DockerEvent
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import ContainerRecord, Reason
-from tests.conftest import require_binary
+from tests.harness import require_binary
 from tests.integration.dockerd import require_root
 
 TRIALS = 3

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from exporter import cli
-from tests.conftest import require_binary
+from tests.harness import require_binary
 from tests.integration.test_deploy import exec_start
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from exporter.metrics import ContainerCollector, Exposition
 from exporter.state import ContainerRecord, Phase, Reason, Source, StateStore
 from exporter.web.server import ExporterHTTPServer, serve_in_thread
-from tests.conftest import require_binary, wait_until
+from tests.harness import require_binary, wait_until
 from tests.integration.engines_monitoring import Prometheus
 
 SAMPLE_LINE = re.compile(rb"^[a-zA-Z_]", re.M)

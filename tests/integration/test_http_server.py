@@ -13,7 +13,7 @@ import requests
 from exporter.app import Exporter
 from exporter.config import load
 from exporter.state import ContainerRecord, Phase, Reason, Source
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ longer by hand): every bad input is one line or ignored, never a traceback."""
 from __future__ import annotations
 
 from bench import fuzz_inputs
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 
 def test_fuzzed_inputs_give_one_line_errors_and_never_raise() -> None:

@@ -16,7 +16,7 @@ from exporter.sources import build_sources
 from exporter.sources.kubernetes import KubernetesWatcher
 from exporter.sources.kubernetes.pods import container_key
 from exporter.state import ContainerRecord, Phase, Reason, StateStore
-from tests.conftest import wait_until
+from tests.harness import wait_until
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 
 POD = "web-7d4b9c8f6d-x2x9q"

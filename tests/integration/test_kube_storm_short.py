@@ -13,7 +13,7 @@ from bench import kube_storm
 from exporter.resilience import BreakerSettings, CircuitState, ResilienceRegistry
 from exporter.sources.kubernetes import KubernetesWatcher
 from exporter.state import StateStore
-from tests.conftest import wait_until
+from tests.harness import wait_until
 from tests.integration.fake_kube import FakeKubeApi, load_pod
 
 

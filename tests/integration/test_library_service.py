@@ -24,7 +24,7 @@ import requests
 from exporter.resilience import CircuitOpenError, FakeClock, KeyedBreakers, ResilienceRegistry, RetryBudget, RetryPolicy
 from exporter.resilience.backoff import Constant
 from exporter.resilience.transport import ResilientAdapter
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "device_api.py"
 SLOW_SECONDS = 0.3
@@ -236,7 +236,7 @@ def test_adapter_keeps_one_breaker_per_host(devices: FakeDevices) -> None:
 
 
 def test_adapter_retries_a_refused_connection_then_raises_it() -> None:
-    from tests.conftest import free_port
+    from tests.harness import free_port
 
     clock = FakeClock()
     session = adapter_session(KeyedBreakers("http", clock=clock), clock)

@@ -19,7 +19,7 @@ from exporter.sources.docker import DockerWatcher
 from exporter.state import ContainerRecord, Phase, Reason, StateStore
 from tests.integration.dockerd import require_root
 from tests.integration.podman import IMAGE, PrivatePodman
-from tests.conftest import wait_until
+from tests.harness import wait_until
 
 HOG = ("sh", "-c", 'x=a; while true; do x="$x$x"; done')
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s", re.M)

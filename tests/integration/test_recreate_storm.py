@@ -17,7 +17,7 @@ from exporter.metrics import ContainerCollector, Exposition
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
 from exporter.state import StateStore
-from tests.conftest import wait_until
+from tests.harness import wait_until
 from tests.integration.dockerd import IMAGE as DOCKER_IMAGE, PrivateDockerd
 from tests.integration.podman import IMAGE as PODMAN_IMAGE, PrivatePodman
 from tests.integration.test_podman_source import podman, unique_series  # noqa: F401 (fixture)

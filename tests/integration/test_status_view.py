@@ -12,7 +12,8 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from tests.integration.dockerd import IMAGE, PrivateDockerd, wait_for
+from tests.harness import wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def running(dockerd: PrivateDockerd) -> Iterator[tuple[Exporter, str, str, str]]
         def statuses() -> dict[str, str]:
             return {c["name"]: c["status"] for c in requests.get(f"{url}/api/state", timeout=5).json()["containers"]}
 
-        wait_for(lambda: statuses().get(crash) == "CrashLoopBackOff" and statuses().get(done) == "Completed",
-                 message="crash loop and completed container in /api/state")
+        wait_until(lambda: statuses().get(crash) == "CrashLoopBackOff" and statuses().get(done) == "Completed",
+                 message="crash loop and completed container in /api/state", timeout=30, interval=0.05)
         yield app, url, crash, done
     finally:
         app.stop()

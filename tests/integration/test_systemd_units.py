@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_binary
+from tests.harness import require_binary
 from tests.readme import shell_blocks
 
 ROOT = Path(__file__).resolve().parents[2]

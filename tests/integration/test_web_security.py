@@ -14,7 +14,7 @@ import requests
 from exporter.app import Exporter
 from exporter.config import ConfigError, load
 from exporter.web.webconfig import load_web_config
-from tests.conftest import require_binary
+from tests.harness import require_binary
 
 
 @pytest.fixture(scope="module")

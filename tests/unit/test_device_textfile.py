@@ -10,7 +10,7 @@ import pytest
 
 from exporter.device.atomic import replace_atomically, temp_prefix
 from exporter.device.textfile import TextfilePublisher, TextfileWriter
-from tests.conftest import wait_until
+from tests.harness import wait_until
 
 
 def failing_opener(err: int):  # type: ignore[no-untyped-def]

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.resilience import ResilienceRegistry
-from exporter.sources.docker.events import DockerEvent, parse_timestamp
+from exporter.sources.docker.events import DockerEvent
+from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.lifecycle import CRASH_LOOP_RESET, DockerLifecycle
 from exporter.sources.docker.watcher import DockerWatcher
 from exporter.state import Phase, Reason, StateStore
@@ -65,10 +66,10 @@ def test_events_already_in_the_inspect_are_not_counted_twice() -> None:
     assert r.restarts == 4 and r.failures[Reason.ERROR] == 1
     t = 1767225606.0
     same = life.apply(ev("die", t + 0.004, exit_code=3), r)   # the inspected exit, stamped a few ms later
-    assert same is r
+    assert same == r  # nothing visible changes (only its Life notes the die as seen)
     older = life.apply(ev("die", t - 3, exit_code=3), r)       # an exit the inspect does not show
     assert older is not None and older.failures[Reason.ERROR] == 2 and older.last_terminated_at == r.last_terminated_at
-    assert life.apply(ev("start", t - 1.5), r) is r            # older than the inspected start
+    assert life.apply(ev("start", t - 1.5), r) == r            # older than the inspected start
 
 
 def test_oom_then_die_counts_one_oom_kill() -> None:

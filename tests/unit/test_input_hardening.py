@@ -20,7 +20,7 @@ from exporter.resilience import ResilienceRegistry
 from exporter.statusview import render
 from exporter.web.coalesce import Coalescer
 from exporter.web.limits import ConnectionTable, connection_cap
-from tests.conftest import wait_until
+from tests.harness import wait_until
 
 BAD_CONFIGS = [  # the table, one row each: (file content, what the one line must say)
     (b"resilience:\n  retry_budget_ratio: .nan\n", "resilience.retry_budget_ratio: expected a finite number, got nan"),

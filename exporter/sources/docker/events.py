@@ -7,8 +7,6 @@ Anything malformed raises MalformedEvent so the watcher can count it and go on.
 """
 from __future__ import annotations
 
-import re
-from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 # Actions the watcher asks the engine for (server-side filter) and understands.
@@ -96,21 +94,3 @@ def parse_event(raw: Any) -> DockerEvent:
             raise MalformedEvent("rename without string name/oldName")
         return DockerEvent(etype, verb, container_id, time_nano, name=name, old_name=old_name.lstrip("/"))
     return DockerEvent(etype, verb, container_id, time_nano)
-
-
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def parse_timestamp(text: str | None) -> float | None:
-    """Engine RFC 3339 time with nanoseconds -> Unix seconds; None for Go's zero time."""
-    if not text or text.startswith("0001-01-01"):
-        return None
-    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    text = text.replace("Z", "+00:00")
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()

@@ -19,7 +19,8 @@ import orjson
 from exporter.resilience import FullJitter, ResilienceRegistry
 from exporter.sources.reconnect import run_sessions
 from exporter.sources.docker.events import (CONTAINER_ACTIONS, NETWORK_ACTIONS, PODMAN_FILTER_ACTIONS, DockerEvent,
-                                            MalformedEvent, parse_event, parse_timestamp)
+                                            MalformedEvent, parse_event)
+from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import Phase, Reason, StateStore
 
@@ -191,9 +192,7 @@ class DockerWatcher:
                 continue
             if self._inspect_into_store(client, cid):
                 ids.append(cid)
-        gone = self.store.retain(ids, source=SOURCE)
-        for cid in gone:
-            self.lifecycle.lives.pop(cid, None)
+        self.store.retain(ids, source=SOURCE)
         self._ids = set(ids)
 
     def _inspect_into_store(self, client: Any, cid: str, *, state: bool = True) -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-from exporter.sources.docker.events import parse_timestamp
+from exporter.sources.timestamps import parse_timestamp
 from exporter.state import ContainerRecord, Health, Phase, Reason, Source
 
 KEY_PREFIX = "k8s:"

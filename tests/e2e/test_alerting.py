@@ -16,7 +16,6 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from tests.harness import free_port, require_binary, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd, require_root
 from tests.integration.engines_monitoring import (Alertmanager, NodeExporter, Prometheus, SlackMessage,
@@ -65,7 +64,7 @@ class Stack:
                                      keep={"node": "node_textfile_.+"},
                                      alertmanager=f"127.0.0.1:{self.alertmanager.port}", rule_files=rules,
                                      scrape_interval="1s", evaluation_interval="1s")
-        self.exporter = Exporter(load(file=self.root / "exporter.yml"), registry=ResilienceRegistry())
+        self.exporter = Exporter(load(file=self.root / "exporter.yml"))
         self.exporter.start()
 
     def close(self) -> None:

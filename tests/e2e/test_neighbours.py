@@ -20,7 +20,6 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from tests.harness import free_port, require_binary, wait_until
 from tests.integration.engines_monitoring import (BlackboxExporter, NodeExporter, Prometheus, StaticMetrics,
                                                   rule_files_for_test, temp_root)
@@ -72,7 +71,7 @@ class Stack:
             "textfile": {"directory": str(self.textfiles), "interval": "1s"},
         }
         (self.root / "exporter.yml").write_text(yaml.safe_dump(config))
-        self.exporter = Exporter(load(file=self.root / "exporter.yml"), registry=ResilienceRegistry())
+        self.exporter = Exporter(load(file=self.root / "exporter.yml"))
         self.exporter.start()
         self.closed_url = f"http://127.0.0.1:{free_port()}/"
         self.prometheus = Prometheus(

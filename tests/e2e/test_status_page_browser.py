@@ -9,7 +9,6 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from tests.harness import require_binary, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
@@ -26,8 +25,7 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_page_shows_the_crash_loop_badge(dockerd: PrivateDockerd, tmp_path: Path) -> None:
     name = f"page-{uuid.uuid4().hex[:6]}"
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url, "host": "pi-kitchen"}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url, "host": "pi-kitchen"}))
     app.start()
     host, port = app.address
     url = f"http://{host}:{port}/"

@@ -248,7 +248,7 @@ def test_serve_runs_the_agent_in_process_and_metrics_pass_promtool(tmp_path: Pat
     config = load(flags={"web.listen_address": "127.0.0.1:0", "host": "pi-1", "agent.command": [str(agent)],
                          "agent.name": "edge", "agent.transient_failures": "",
                          "agent.health_file": str(tmp_path / "health.json"), "textfile.directory": str(tmp_path)})
-    app = Exporter(config, registry=ResilienceRegistry())
+    app = Exporter(config)
     app.start()
     try:
         host, port = app.address

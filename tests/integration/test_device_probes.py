@@ -11,7 +11,7 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import CircuitState, ResilienceRegistry
+from exporter.resilience import CircuitState
 from tests.harness import wait_until
 
 
@@ -49,7 +49,7 @@ def test_flapping_target_trips_the_breaker_then_recovers(server: Flapping, tmp_p
         "web: {listen_address: '127.0.0.1:0'}\n"
         "resilience: {breaker_failure_threshold: 3, breaker_open_timeout: 1s, breaker_success_threshold: 1}\n"
         f"probes:\n  - {{name: api, url: 'http://127.0.0.1:{port}/health', interval: 50ms, timeout: 1s, attempts: 1}}\n")
-    app = Exporter(load(file=tmp_path / "c.yaml"), registry=ResilienceRegistry())
+    app = Exporter(load(file=tmp_path / "c.yaml"))
     app.start()
     breaker = app.registry.breaker("probe:api")
     base = f"http://{app.address[0]}:{app.address[1]}/metrics"

@@ -17,8 +17,7 @@ from tests.integration.dockerd import IMAGE, PrivateDockerd
 def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDockerd) -> None:
     name = f"exp-{uuid.uuid4().hex[:6]}"
     app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url,
-                               "docker.label_allowlist": "team", "host": "edge-1"}),
-                   registry=ResilienceRegistry())
+                               "docker.label_allowlist": "team", "host": "edge-1"}))
     app.start()
     host, port = app.address
     try:
@@ -43,7 +42,7 @@ def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDoc
 
 def test_unreachable_engine_marks_the_source_down_and_keeps_serving(tmp_path) -> None:  # type: ignore[no-untyped-def]
     app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": f"unix://{tmp_path}/none.sock",
-                               "docker.reconnect_max_backoff": "1s"}), registry=ResilienceRegistry())
+                               "docker.reconnect_max_backoff": "1s"}))
     app.start()
     host, port = app.address
     try:

@@ -12,14 +12,13 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from exporter.state import ContainerRecord, Phase, Reason, Source
 from tests.harness import require_binary
 
 
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0"}), registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0"}))
     app.start()
     yield app
     app.stop()
@@ -100,8 +99,7 @@ def test_a_405_with_a_body_it_will_not_read_says_connection_close(exporter: Expo
 
 @pytest.mark.parametrize("path", ["/m", "/métriques"])
 def test_custom_telemetry_path(path: str) -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": path}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": path}))
     app.start()
     try:  # requests sends the non-ASCII path percent-encoded, as every HTTP client does
         assert "resilience_exporter_build_info" in requests.get(url(app, path), timeout=5).text
@@ -131,9 +129,8 @@ def test_concurrent_scrapes_see_whole_consistent_bodies(exporter: Exporter) -> N
 
 
 def test_configured_breaker_defaults_and_budget_reach_the_registry() -> None:
-    registry = ResilienceRegistry()
-    Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
-                         "resilience.retry_budget_ratio": "0.25"}), registry=registry)
+    registry = Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
+                                    "resilience.retry_budget_ratio": "0.25"})).registry
     breaker = registry.breaker("docker:events")
     assert (breaker.failure_threshold, breaker.open_timeout, breaker.window) == (3, 60.0, 60.0)
     assert registry.budget.ratio == 0.25
@@ -151,8 +148,7 @@ def test_a_405_whose_body_stalls_is_closed_without_an_answer(exporter: Exporter,
 
 
 def test_requests_beyond_max_requests_get_503_and_healthz_still_answers() -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.max_requests": "2"}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.max_requests": "2"}))
     app.start()
     try:
         assert app.server is not None and app.server.requests is not None
@@ -169,8 +165,7 @@ def test_requests_beyond_max_requests_get_503_and_healthz_still_answers() -> Non
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.read_header_timeout": "300ms"}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.read_header_timeout": "300ms"}))
     app.start()
     try:
         with socket.create_connection(app.address, timeout=10) as idle:

@@ -12,7 +12,6 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from tests.harness import wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
@@ -20,8 +19,7 @@ from tests.integration.dockerd import IMAGE, PrivateDockerd
 @pytest.fixture(scope="module")
 def running(dockerd: PrivateDockerd) -> Iterator[tuple[Exporter, str, str, str]]:
     crash, done = f"loop-{uuid.uuid4().hex[:6]}", f"done-{uuid.uuid4().hex[:6]}"
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url, "host": "edge-7"}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url, "host": "edge-7"}))
     app.start()
     host, port = app.address
     url = f"http://{host}:{port}"

@@ -24,7 +24,6 @@ import yaml
 from bench.common import Row
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 from tests.harness import free_port
 from tests.integration.engines_monitoring import ALERTS, Alertmanager, Prometheus, SlackReceiver, temp_root
@@ -67,7 +66,7 @@ def measure(timeout: float = 300) -> dict[str, float]:
                              "pull_guard": {"enabled": True, "images": [{"image": guarded, "pull_policy": "Never"}]}},
                   "probes": [{"name": "upstream", "url": f"http://127.0.0.1:{upstream.server_address[1]}/"}]}
         (root / "exporter.yml").write_text(yaml.safe_dump(config))
-        exporter = Exporter(load(file=root / "exporter.yml"), registry=ResilienceRegistry())
+        exporter = Exporter(load(file=root / "exporter.yml"))
         exporter.start()
         slack = SlackReceiver()
         parts.append(slack)

@@ -65,7 +65,7 @@ from typing import Any, Callable
 import docker
 
 from bench.common import Row
-from exporter.resilience import ResilienceRegistry
+from exporter.resilience import BreakerSettings, ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
 from exporter.sources.docker.lifecycle import RESTART_OVERDUE
 from exporter.sources.docker.watcher import SETTLE_EVERY
@@ -400,8 +400,7 @@ class Trial:
         self.names = {s.name: f"{s.name}-{self.token[6:]}" for s in SPECS}
         self.ids: dict[str, str] = {}
         self.store = StateStore()
-        registry = ResilienceRegistry()
-        registry.breaker_defaults.update(breaker or {})
+        registry = ResilienceRegistry(breaker_settings=BreakerSettings(**(breaker or {})))
         self.watcher = DockerWatcher(self.store, registry, host="bench", base_url=engine.url,
                                      reconnect_max_backoff=1.0)
         self.ledger = EngineLedger(engine.url)

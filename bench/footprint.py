@@ -41,13 +41,12 @@ for name in sys.argv[3].split(","):  # test-only packages a runtime library impo
         sys.modules[name] = None  # import raises ImportError, as on a production install
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker.watcher import DockerWatcher  # the Docker SDK and requests, as in production
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from bench.docker_events import inspect
 if sys.argv[2] == "kube":
     import kubernetes.client
-app = Exporter(load(flags={"docker.enabled": "false"}), registry=ResilienceRegistry())
+app = Exporter(load(flags={"docker.enabled": "false"}))
 lifecycle = DockerLifecycle("bench")
 for i in range(int(sys.argv[1])):
     app.store.put(lifecycle.from_inspect(inspect(i), None))

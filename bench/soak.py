@@ -70,7 +70,7 @@ from exporter.sources.docker.watcher import DockerWatcher
 from exporter.sources.kubernetes.watcher import KubernetesWatcher, Scope, WatchExpired
 from exporter.sources.stream import event_lines as stream_lines
 from exporter.state import ContainerRecord, Phase as RecordPhase, Reason, Source, StateStore
-from exporter.web.status import state_document
+from exporter.web.status import StatusView
 
 CHURN_OFFSET = 10**9  # ids of churned containers, apart from the 1,000 long-lived ones
 
@@ -333,8 +333,7 @@ def fuzz_config(seconds: float) -> list[Fuzzed]:
 
 
 def fuzz_web(seconds: float) -> Fuzzed:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false"}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false"}))
     for i in range(50):  # transitions to filter
         app.store.put(ContainerRecord(key=f"id{i}", source=Source.DOCKER, container=f"c{i % 7}", host="h",
                                       image="img:1", phase=RecordPhase.TERMINATED, reason=Reason.ERROR))
@@ -492,7 +491,7 @@ def _check_store(store: StateStore, collector: ContainerCollector) -> bytes:
         problems = record_problems(record)
         if problems:
             raise AssertionError(f"record {record.key!r:.80} holds {', '.join(problems)}")
-    json.dumps(state_document(store, ResilienceRegistry(), host="soak"))
+    json.dumps(StatusView(store, ResilienceRegistry(), host="soak").document().as_dict())
     return render_collectors([collector])
 
 
@@ -837,8 +836,7 @@ def check_answer(request: Request, answer: tuple[int, dict[str, str], bytes], *,
 
 def _populated_exporter(**flags: str) -> Exporter:
     """An Exporter on loopback (no engine) holding Docker and Kubernetes records with odd names."""
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false", **flags}),
-                   registry=ResilienceRegistry())
+    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.enabled": "false", **flags}))
     names = ["c0", "caf\u00e9", 'q"uote', "back\\slash", "new\nline", "\U0001f4a5", "<script>x</script>", ""]
     for i, name in enumerate(names * 3):
         app.store.put(ContainerRecord(key=f"id{i}", source=Source.DOCKER, container=name, host="h", image="img:1",

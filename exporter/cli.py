@@ -6,17 +6,19 @@ variable `RESILIENCE_EXPORTER_SECTION_KEY_NAME`; precedence is defaults < file <
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 import typing
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from exporter import __version__, build_revision, logs
 from exporter.config import Config, ConfigError, env_name, flag_name, leaves, load
+
+if TYPE_CHECKING:
+    from exporter.app import Agent
 
 log = logging.getLogger("exporter")
 
@@ -112,16 +114,12 @@ def _flag_values(args: argparse.Namespace) -> dict[str, str]:
 
 
 def validate(config: Config) -> None:
-    """What serve and agent check before they start, beyond the schema: the web config file it
-    points to and the agent's schedule. ConfigError or ValueError (one line) on the first problem."""
+    """What serve and agent check before they start, beyond the schema (which has checked the
+    agent's schedule already): the web config file it points to. ConfigError (one line) if bad."""
     if config.web.config_file:
         from exporter.web.webconfig import load_web_config
 
         load_web_config(config.web.config_file)
-    if config.agent.command or config.agent.cron:
-        from exporter.device.schedule import build_trigger
-
-        build_trigger(every=float(config.agent.every), jitter=float(config.agent.jitter), cron=config.agent.cron)
 
 
 def check_config(path: str) -> int:
@@ -180,37 +178,26 @@ def _log_thread_failure(args: threading.ExceptHookArgs) -> None:
 
 def agent(config: Config, *, once: bool) -> int:
     """The agent alone: its families (and its breaker's) go to its own textfile, no HTTP server."""
-    from exporter.device.components import DeviceSide, agent_textfile_name
-    from exporter.metrics import ResilienceCollector
-    from exporter.metrics.device import AgentCollector, TextfileCollector
-    from exporter.metrics.textfile import collisions, render_textfile
-    from exporter.resilience import ResilienceRegistry
+    from exporter.app import Agent  # the wiring, only when running
 
     if not config.agent.command:
         print("resilience-exporter: agent: no command; give it after --, e.g. "
               "`resilience-exporter agent --every 5m -- /opt/fleet/agent/role-agent.sh --log-json`", file=sys.stderr)
         return 2
-    registry = ResilienceRegistry()  # holds only the agent's breaker and retry policy
     try:
-        side = DeviceSide(dataclasses.replace(config, probes=[]), registry)
+        process = Agent(config)
     except ValueError as exc:
         print(f"resilience-exporter: {exc}", file=sys.stderr)
         return 2
-    assert side.agent_status is not None
-    collectors = [AgentCollector(side.agent_status), ResilienceCollector(registry),
-                  TextfileCollector(lambda: side.writers)]
-    side.attach_textfile(lambda writer: render_textfile(collectors, writer), agent_textfile_name(config.agent.name),
-                        periodic=False, check=collisions)
     if once:
-        return _run_once(side)
-    side.start()
-    failure = _wait_for_signal(side.failure)
-    side.stop()
-    log.info("stopped")
+        return _run_once(process)
+    process.start()
+    failure = _wait_for_signal(process.failure)
+    process.stop()
     return 1 if failure else 0
 
 
-def _run_once(side: typing.Any) -> int:
+def _run_once(process: Agent) -> int:
     """`agent run-once`: SIGTERM/SIGINT are forwarded to the agent's process group (SIGKILL after
     agent.kill_grace), and we exit 128+signal with one line saying so, never leaving the group."""
     received: list[signal.Signals] = []
@@ -219,18 +206,18 @@ def _run_once(side: typing.Any) -> int:
         sig = signal.Signals(signum)
         if not received:
             received.append(sig)
-        side.runner.cancel(sig)
+        process.runner.cancel(sig)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = side.run_once()
+        code = process.run_once()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if received:
         sig = received[0]
         print(f"resilience-exporter: agent run-once: received {sig.name}; stopped the agent's process group "
-              f"(SIGKILL after {float(side.config.agent.kill_grace):g}s if it did not exit)", file=sys.stderr)
+              f"(SIGKILL after {float(process.settings.kill_grace):g}s if it did not exit)", file=sys.stderr)
         return 128 + sig
     return code
 

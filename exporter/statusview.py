@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
 import requests
 
 from exporter.printable import printable
 from exporter.web import humanize
+from exporter.web.status import StatusDocument
 
 
 def fetch(url: str, *, verify: bool | str = True, timeout: float = 10.0) -> dict[str, Any]:
@@ -30,7 +31,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render(state: dict[str, Any], *, wide: bool = False, now: float | None = None) -> str:
+def render(state: Mapping[str, Any], *, wide: bool = False, now: float | None = None) -> str:
+    """The table (or wide table) of a status document as /api/state answers it."""
+    doc = StatusDocument.from_dict(state)
     now = time.time() if now is None else now
 
     def ago(t: float | None) -> str:
@@ -43,31 +46,27 @@ def render(state: dict[str, Any], *, wide: bool = False, now: float | None = Non
     if wide:
         headers += ["NAMESPACE", "HOST", "IMAGE", "REMEDY"]
     rows = []
-    for c in state.get("containers", []):
-        restarts = str(c["restarts"]) + (f" ({ago(c['last_terminated_at'])} ago)" if c.get("last_terminated_at") else "")
-        row = [c["name"] or c["image"], c["source"], c["status"], restarts,
-               "" if c.get("last_exit_code") is None else str(c["last_exit_code"]),
-               ago(c.get("created_at")), until(c.get("next_retry_at"))]
+    for c in doc.containers:
+        restarts = str(c.restarts) + (f" ({ago(c.last_terminated_at)} ago)" if c.last_terminated_at else "")
+        row = [c.name or c.image, c.source, c.status, restarts, "" if c.last_exit_code is None else str(c.last_exit_code),
+               ago(c.created_at), until(c.next_retry_at)]
         if wide:
-            row += [c.get("namespace") or "", c.get("host") or "", c.get("image") or "",
-                    c["remedy"] if c.get("classification") != "ok" else ""]
+            row += [c.namespace, c.host, c.image, c.remedy if c.classification != "ok" else ""]
         rows.append(row)
     out = [_table(headers, rows) if rows else "No containers tracked."]
-    breakers = state.get("breakers", [])
-    if breakers:
+    if doc.breakers:
         out.append("")
         out.append(_table(["BREAKER", "STATE", "FAILURES", "REJECTED", "RETRY AFTER"], [
-            [b["name"], b["state"].upper(), str(b.get("failures_in_window", 0)), str(b["calls"].get("rejected", 0)),
-             f"{b['retry_after']:.0f}s" if b.get("retry_after") else ""] for b in breakers]))
-    agents = state.get("agents", [])
-    if agents:
+            [b.name, b.state.upper(), str(b.failures_in_window), str(b.calls.get("rejected", 0)),
+             f"{b.retry_after:.0f}s" if b.retry_after else ""] for b in doc.breakers]))
+    if doc.agents:
         out.append("")
         out.append(_table(["AGENT", "LAST RUN", "RESULT", "EXIT", "FAILURE", "CONSECUTIVE FAILURES", "NEXT RUN"], [
-            [a["name"], ago(a["last_run"]["ended_at"]) + " ago" if a.get("last_run") else "never",
-             ("success" if a["last_run"]["success"] else "failed") if a.get("last_run") else "",
-             str(a["last_run"]["exit_code"]) if a.get("last_run") else "", a.get("last_failure_type") or "",
-             str(a.get("consecutive_failures", 0)), until(a.get("next_run_at"))] for a in agents]))
-    down = [s["name"] for s in state.get("sources", []) if not s.get("up")]
+            [a.name, ago(a.last_run.ended_at) + " ago" if a.last_run else "never",
+             ("success" if a.last_run.success else "failed") if a.last_run else "",
+             str(a.last_run.exit_code) if a.last_run else "", a.last_failure_type or "",
+             str(a.consecutive_failures), until(a.next_run_at)] for a in doc.agents]))
+    down = [s.name for s in doc.sources if not s.up]
     if down:
         out.append("")
         out.append(printable(f"WARNING: source down: {', '.join(down)}"))

@@ -1,7 +1,12 @@
 """Fixtures shared by the suites; the helpers they build on are in tests/harness."""
 from __future__ import annotations
 
+from contextlib import ExitStack
+from typing import Any, Callable, Iterator
+
 import pytest
+
+from tests.harness import running_exporter
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +22,11 @@ def dockerd():  # type: ignore[no-untyped-def]
         yield engine
     finally:
         engine.close()
+
+
+@pytest.fixture
+def exporter_factory() -> Iterator[Callable[..., Any]]:
+    """Start in-process exporters (tests.harness.running_exporter's arguments); each is stopped
+    at the end of the test, whatever the test did."""
+    with ExitStack() as stack:
+        yield lambda flags=None, **kw: stack.enter_context(running_exporter(flags, **kw))

@@ -17,6 +17,7 @@ import os
 import secrets
 import stat
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -131,6 +132,15 @@ def remove_stale_temps(target: Path) -> int:
     return removed
 
 
+@dataclass
+class WriteCounts:
+    """A file's failed writes and collisions, in an object of their own: the collector that
+    exports them is built before the file, whose text it is part of."""
+
+    errors_total: int = 0
+    collisions_total: int = 0
+
+
 class AtomicFile:
     """A file rewritten whole from `render()`; a failed write keeps the previous file.
 
@@ -139,13 +149,13 @@ class AtomicFile:
     """
 
     def __init__(self, path: str | Path, render: Callable[[], bytes], *, kind: str,
-                 opener: Opener | None = None) -> None:
+                 opener: Opener | None = None, counts: WriteCounts | None = None) -> None:
         self.path = Path(path)
         self.kind = kind
         self._render = render
         self._opener = opener or _default_opener
         self._lock = threading.Lock()
-        self.errors_total = 0
+        self.counts = counts if counts is not None else WriteCounts()
         self.writes_total = 0
         self._failing = False
         remove_stale_temps(self.path)
@@ -154,6 +164,10 @@ class AtomicFile:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
+    @property
+    def errors_total(self) -> int:
+        return self.counts.errors_total
+
     def write(self) -> bool:
         """Render and replace the file; False (counted, logged once) when the write failed."""
         with self._lock:
@@ -161,7 +175,7 @@ class AtomicFile:
             try:
                 replace_atomically(self.path, data, opener=self._opener)
             except OSError as exc:
-                self.errors_total += 1
+                self.counts.errors_total += 1
                 if not self._failing:
                     self._failing = True
                     log.error(f"cannot write {self.kind}; keeping the previous file", extra={"fields": {

@@ -1,20 +1,20 @@
 """The device side of one process: agent runner + schedule, health.json, textfile, probes.
 
-Built from the configuration and started/stopped as one unit by the exporter (`serve`) or by
-the `agent` command. Rendering is injected (`attach_textfile`) so this package never imports
-the metrics package; collectors read `agent_status` and `probe_status`.
+Built by the wiring (`exporter.app`) from the `agent` and `probes` sections and started/stopped
+as one unit by `serve` or `agent`. The textfile writer is built by the wiring too (it renders
+the collectors) and attached here, so this package never imports the metrics package.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Sequence
 
-from exporter.config import Config
+from exporter.config import AgentConfig, ProbeConfig
 from exporter.device.agent import AgentRunner
-from exporter.device.health import HealthFile, health_document, read_counters
+from exporter.device.health import HealthFile, HealthView, read_counters
 from exporter.device.probes import Prober
 from exporter.device.status import AgentStatus, ProbeStatus
-from exporter.device.textfile import CollisionCheck, TextfilePublisher, TextfileWriter
+from exporter.device.textfile import TextfilePublisher, TextfileWriter
 from exporter.resilience import ResilienceRegistry
 
 if TYPE_CHECKING:  # apscheduler (4 MiB of RSS) is imported only when an agent is configured
@@ -33,10 +33,11 @@ def agent_textfile_name(agent_name: str) -> str:
 
 
 class DeviceSide:
-    """Owns the device components a configuration asks for; none when it asks for none."""
+    """Owns the device components its sections ask for; none when they ask for none."""
 
-    def __init__(self, config: Config, registry: ResilienceRegistry) -> None:
-        self.config = config
+    def __init__(self, *, host: str, agent: AgentConfig, probes: Sequence[ProbeConfig],
+                 registry: ResilienceRegistry) -> None:
+        self.agent = agent
         self.agent_status: AgentStatus | None = None
         self.runner: AgentRunner | None = None
         self.scheduler: AgentScheduler | None = None
@@ -44,41 +45,29 @@ class DeviceSide:
         self.textfile: TextfileWriter | None = None
         self.publisher: TextfilePublisher | None = None
         self.probe_status = ProbeStatus()
-        self.prober = Prober(config.probes, self.probe_status, registry) if config.probes else None
-        agent = config.agent
+        self.prober = Prober(probes, self.probe_status, registry) if probes else None
         if agent.command:
-            self.agent_status = AgentStatus(agent.name, config.host)
+            self.agent_status = AgentStatus(agent.name, host)
             self.runner = AgentRunner(agent, self.agent_status, registry)
             from exporter.device.schedule import build_trigger
 
             self.trigger: BaseTrigger = build_trigger(every=float(agent.every), jitter=float(agent.jitter), cron=agent.cron)
             if agent.health_file:
-                runner, status = self.runner, self.agent_status
-                self.health = HealthFile(agent.health_file, lambda: health_document(
-                    status.snapshot(), runner.breaker, runner.command))
+                self.health = HealthFile(agent.health_file, self.health_document)
                 self.runner.after_run.append(self.health.write)
 
-    @property
-    def writers(self) -> list[TextfileWriter]:
-        return [self.textfile] if self.textfile is not None else []
+    def health_document(self) -> dict[str, Any]:
+        """health.json now: the agent's status snapshot and its breaker."""
+        assert self.runner is not None and self.agent_status is not None
+        return HealthView.of(self.agent_status.snapshot(), self.runner.breaker, self.runner.command).as_dict()
 
-    def attach_textfile(self, render: Callable[[str], bytes], default_name: str, *, periodic: bool,
-                        check: CollisionCheck | None = None) -> None:
-        """Write `render(writer)` to the textfile after every agent run and, if `periodic`, every interval.
-
-        `writer` is the file's name without `.prom`: unique in the directory, so it tells this
-        file's series from every other writer's there.
-        """
-        settings = self.config.textfile
-        if not settings.directory:
-            return
-        filename = settings.file or default_name
-        writer = filename[:-5] if filename.endswith(".prom") else filename
-        self.textfile = TextfileWriter(settings.directory, filename, lambda: render(writer), check=check)
+    def attach_textfile(self, writer: TextfileWriter, *, interval: float | None) -> None:
+        """Write the textfile after every agent run and, with an `interval`, every interval."""
+        self.textfile = writer
         if self.runner is not None:
-            self.runner.after_run.append(self.textfile.write)
-        if periodic:
-            self.publisher = TextfilePublisher(self.textfile, float(settings.interval))
+            self.runner.after_run.append(writer.write)
+        if interval is not None:
+            self.publisher = TextfilePublisher(writer, interval)
 
     def start(self, *, schedule: bool = True) -> None:
         """Start probes, the textfile publisher and (if `schedule`) the agent's schedule."""

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from exporter.config.schema import FLEET_EXIT_CODES, check_exit_codes
 from exporter.device.process import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
-
-FLEET_EXIT_CODES: dict[int, str] = {2: "inventory_missing", 3: "compose_failed", 4: "rollback_failed"}
-"""The role-agent's own codes; the default of `agent.exit_codes`."""
 
 BUILTIN_EXIT_CODES: dict[int, str] = {
     EXIT_TIMEOUT: "timeout", 137: "killed", EXIT_NOT_EXECUTABLE: "not_executable", EXIT_NOT_FOUND: "not_found",
@@ -33,11 +31,7 @@ class FailureTypes:
 
     def __init__(self, configured: Mapping[int, str] | None = None) -> None:
         self._map = {**BUILTIN_EXIT_CODES, **(FLEET_EXIT_CODES if configured is None else dict(configured))}
-        for code, name in self._map.items():
-            if not (0 < code <= 255):
-                raise ValueError(f"exit_codes: exit code must be 1-255, got {code}")
-            if not name or not all(c.isalnum() or c == "_" for c in name):
-                raise ValueError(f"exit_codes[{code}]: failure type must be letters, digits and _, got {name!r}")
+        check_exit_codes(self._map)
 
     def __repr__(self) -> str:
         return f"FailureTypes({self._map!r})"

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from exporter.device.atomic import AtomicFile
 from exporter.device.failures import FailureTypes
-from exporter.device.status import AgentSnapshot
+from exporter.device.status import AgentRun, AgentSnapshot
 from exporter.resilience import CircuitBreaker, CircuitState
+from exporter.view import View
 
 log = logging.getLogger(__name__)
 
@@ -27,50 +29,71 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def health_document(snap: AgentSnapshot, breaker: CircuitBreaker, command: Sequence[str], *,
-                    wall: Callable[[], float] = time.time) -> dict[str, Any]:
-    """The health.json mapping for one agent, from its status snapshot and its breaker."""
-    now = wall()
-    breaker_snap = breaker.snapshot()
-    retry_at = now + breaker_snap.retry_after if breaker_snap.retry_after is not None else None
-    run = snap.last_run
-    open_states = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
-    if breaker_snap.state in open_states:
-        status = "circuit_open"
+@dataclass(frozen=True)
+class HealthView(View):
+    """health.json, schema version 1: one agent's last run, failure streak and breaker."""
+
+    schema_version: int
+    name: str
+    host: str
+    command: tuple[str, ...]
+    status: str
+    reason: str | None
+    updated_at: float
+    last_run_start: float | None
+    last_run_end: float | None
+    duration_seconds: float | None
+    exit_code: int | None
+    failure_type: str | None
+    attempts: int | None
+    consecutive_failures: int
+    last_failure_type: str | None
+    breaker_state: str
+    breaker_retry_at: float | None
+    next_run: float | None
+    interval_seconds: float | None
+    stderr_tail: tuple[str, ...]
+    runs: Mapping[str, int]
+
+    @classmethod
+    def of(cls, snap: AgentSnapshot, breaker: CircuitBreaker, command: Sequence[str], *,
+           wall: Callable[[], float] = time.time) -> HealthView:
+        """From the agent's status snapshot and its breaker, at `wall()`."""
+        now = wall()
+        breaker_snap = breaker.snapshot()
+        retry_at = now + breaker_snap.retry_after if breaker_snap.retry_after is not None else None
+        run = snap.last_run
+        status, reason = _status(snap, run, breaker_snap.state, retry_at)
+        return cls(
+            schema_version=SCHEMA_VERSION, name=snap.name, host=snap.host, command=tuple(command),
+            status=status, reason=reason, updated_at=now,
+            last_run_start=run.started_at if run else None, last_run_end=run.ended_at if run else None,
+            duration_seconds=run.duration if run else None, exit_code=run.exit_code if run else None,
+            failure_type=run.failure_type if run else None, attempts=run.attempts if run else None,
+            consecutive_failures=snap.consecutive_failures, last_failure_type=snap.last_failure_type,
+            breaker_state=breaker_snap.state.label, breaker_retry_at=retry_at, next_run=snap.next_run_at,
+            interval_seconds=snap.interval, stderr_tail=tuple(run.stderr_tail) if run else (), runs=dict(snap.runs))
+
+
+def _status(snap: AgentSnapshot, run: AgentRun | None, state: CircuitState,
+            retry_at: float | None) -> tuple[str, str | None]:
+    """`status` and the sentence that explains it (None when there is nothing to explain)."""
+    if state in (CircuitState.OPEN, CircuitState.FORCED_OPEN):
         when = f"; next trial run after {_iso(retry_at)}" if retry_at is not None else ""
         last = f" (last: {snap.last_failure_type})" if snap.last_failure_type else ""
-        reason: str | None = (f"circuit breaker agent:{snap.name} is {breaker_snap.state.label} after "
-                              f"{snap.consecutive_failures} consecutive failures{last}; runs are not started{when}")
-    elif run is None:
-        status, reason = "pending", None
-    elif run.success:
-        status, reason = "ok", None
-    else:
-        status = "failing"
-        reason = f"{run.failure_type} (exit code {run.exit_code}): {FailureTypes.remedy(run.failure_type or '')}"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "name": snap.name,
-        "host": snap.host,
-        "command": list(command),
-        "status": status,
-        "reason": reason,
-        "updated_at": now,
-        "last_run_start": run.started_at if run else None,
-        "last_run_end": run.ended_at if run else None,
-        "duration_seconds": run.duration if run else None,
-        "exit_code": run.exit_code if run else None,
-        "failure_type": run.failure_type if run else None,
-        "attempts": run.attempts if run else None,
-        "consecutive_failures": snap.consecutive_failures,
-        "last_failure_type": snap.last_failure_type,
-        "breaker_state": breaker_snap.state.label,
-        "breaker_retry_at": retry_at,
-        "next_run": snap.next_run_at,
-        "interval_seconds": snap.interval,
-        "stderr_tail": list(run.stderr_tail) if run else [],
-        "runs": dict(snap.runs),
-    }
+        return "circuit_open", (f"circuit breaker agent:{snap.name} is {state.label} after "
+                                f"{snap.consecutive_failures} consecutive failures{last}; runs are not started{when}")
+    if run is None:
+        return "pending", None
+    if run.success:
+        return "ok", None
+    return "failing", f"{run.failure_type} (exit code {run.exit_code}): {FailureTypes.remedy(run.failure_type or '')}"
+
+
+def health_document(snap: AgentSnapshot, breaker: CircuitBreaker, command: Sequence[str], *,
+                    wall: Callable[[], float] = time.time) -> dict[str, Any]:
+    """The health.json mapping: `HealthView.of(...).as_dict()`."""
+    return HealthView.of(snap, breaker, command, wall=wall).as_dict()
 
 
 def _iso(unix: float | None) -> str:

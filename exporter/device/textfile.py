@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Mapping
 
-from exporter.device.atomic import AtomicFile, Opener
+from exporter.device.atomic import AtomicFile, Opener, WriteCounts
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,18 @@ class TextfileWriter(AtomicFile):
     """
 
     def __init__(self, directory: str | Path, filename: str, render: Callable[[], bytes], *,
-                 opener: Opener | None = None, check: CollisionCheck | None = None) -> None:
+                 opener: Opener | None = None, check: CollisionCheck | None = None,
+                 counts: WriteCounts | None = None) -> None:
         if not filename.endswith(".prom") or "/" in filename:
             raise ValueError(f"textfile name must be a file name ending in .prom (node_exporter reads only those), "
                              f"got {filename!r}")
-        super().__init__(Path(directory) / filename, render, kind="textfile", opener=opener)
+        super().__init__(Path(directory) / filename, render, kind="textfile", opener=opener, counts=counts)
         self._check = check
-        self.collisions_total = 0
         self._last_collisions: list[str] = []
+
+    @property
+    def collisions_total(self) -> int:
+        return self.counts.collisions_total
 
     def neighbours(self) -> dict[str, bytes]:
         """The other `.prom` files of the directory, as node_exporter will read them."""
@@ -74,7 +78,7 @@ class TextfileWriter(AtomicFile):
                 log.info("textfile no longer collides with another file", extra={"fields": {"path": str(self.path)}})
             self._last_collisions = found
         if found:
-            self.collisions_total += 1
+            self.counts.collisions_total += 1
             data = self._render()  # so the file itself already shows the count
         return data
 

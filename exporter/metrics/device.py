@@ -135,27 +135,26 @@ TEXTFILE_FAMILIES: tuple[Family[Sequence[CountsErrors]], ...] = (
 
 
 class TextfileCollector:
-    """Failed writes and collisions of the textfile writers, looked up at scrape time (attached late)."""
+    """Failed writes and collisions of the textfile writers (their `WriteCounts`, made before them)."""
 
-    def __init__(self, writers: Callable[[], Sequence[CountsErrors]]) -> None:
+    def __init__(self, writers: Sequence[CountsErrors]) -> None:
         self._writers = writers
 
     def families(self) -> tuple[Family, ...]:
         return TEXTFILE_FAMILIES
 
     def collect(self) -> Iterable[tuple[Family, str]]:
-        writers = self._writers()
         for family in TEXTFILE_FAMILIES:
-            yield family, render(family, writers, "")
+            yield family, render(family, self._writers, "")
 
 
-def device_collectors(side: DeviceSide) -> list[Collector]:
+def device_collectors(side: DeviceSide, textfile: Sequence[CountsErrors] = ()) -> list[Collector]:
     """Collectors for what the configuration enabled: agent, probes, textfile (each optional)."""
     collectors: list[Collector] = []
     if side.agent_status is not None:
         collectors.append(AgentCollector(side.agent_status))
     if side.prober is not None:
         collectors.append(ProbeCollector(side.probe_status))
-    if side.config.textfile.directory:
-        collectors.append(TextfileCollector(lambda: side.writers))
+    if textfile:
+        collectors.append(TextfileCollector(textfile))
     return collectors

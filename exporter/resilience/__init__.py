@@ -30,7 +30,7 @@ from .clock import FakeClock
 from .errors import TRANSIENT_STATUS, CircuitOpenError, ErrorCode, ResilienceError, classify
 from .keyed import BreakerSettings, KeyedBreakers, KeyedSnapshot
 from .patterns import guard, resilient
-from .registry import REGISTRY, ResilienceRegistry, RetryOutcome, RetrySnapshot, get_breaker
+from .registry import REGISTRY, ResilienceRegistry, RetryCounter, RetryOutcome, RetrySnapshot, get_breaker
 from .retry import DEFAULT_RETRY_ON, RetryPolicy
 from .tracker import RetryState, RetryTracker
 from .unavailable import CircuitOpenMiddleware, Unavailable, circuit_open_response
@@ -39,7 +39,7 @@ __all__ = [
     "BackoffStrategy", "Constant", "DecorrelatedJitter", "EqualJitter", "Exponential", "FullJitter",
     "KubeletBackoff", "TRANSITIONS", "BreakerSnapshot", "CircuitBreaker", "CircuitState", "RetryBudget",
     "FakeClock", "CircuitOpenError", "ErrorCode", "ResilienceError", "TRANSIENT_STATUS", "classify", "REGISTRY",
-    "ResilienceRegistry", "RetryOutcome", "RetrySnapshot", "get_breaker", "DEFAULT_RETRY_ON",
+    "ResilienceRegistry", "RetryCounter", "RetryOutcome", "RetrySnapshot", "get_breaker", "DEFAULT_RETRY_ON",
     "RetryPolicy", "RetryState", "RetryTracker", "BreakerSettings", "KeyedBreakers", "KeyedSnapshot",
     "guard", "resilient", "CircuitOpenMiddleware", "Unavailable", "circuit_open_response",
 ]

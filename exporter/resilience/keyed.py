@@ -38,8 +38,10 @@ class BreakerSettings:
     def __post_init__(self) -> None:
         self.build("settings")  # CircuitBreaker owns the validation; a bad value fails now, not at first use
 
-    def build(self, name: str, clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
-        return CircuitBreaker(name, clock=clock, **{f.name: getattr(self, f.name) for f in fields(self)})
+    def build(self, name: str, clock: Callable[[], float] = time.monotonic, **overrides: Any) -> CircuitBreaker:
+        """A new breaker from these settings; `overrides` (CircuitBreaker's keywords) win over them."""
+        return CircuitBreaker(name, clock=clock, **{**{f.name: getattr(self, f.name) for f in fields(self)},
+                                                    **overrides})
 
 
 class _Entry:

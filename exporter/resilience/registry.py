@@ -36,19 +36,60 @@ class RetrySnapshot:
     kinds: dict[str, int]
 
 
-class ResilienceRegistry:
-    """Thread-safe registry; one default instance, ``REGISTRY``, serves the whole process."""
+class RetryCounter:
+    """The outcome counts of one named retry policy, each kind counted under the counter's own lock.
 
-    def __init__(self, budget: RetryBudget | None = None) -> None:
+    ``RetryPolicy`` holds its counter, so the common case (success at the first try) costs one
+    uncontended lock and no registry lookup.
+    """
+
+    __slots__ = ("_lock", "_counts")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = [0, 0, 0, 0]
+
+    def succeeded_first_try(self) -> None:
+        lock = self._lock  # bare acquire/release: cheaper than `with` on the hot path
+        lock.acquire()
+        self._counts[0] += 1
+        lock.release()
+
+    def record(self, kind: RetryOutcome | str) -> None:
+        index = _KINDS.index(kind.value if isinstance(kind, RetryOutcome) else kind)
+        with self._lock:
+            self._counts[index] += 1
+
+    def kinds(self) -> dict[str, int]:
+        with self._lock:
+            return dict(zip(_KINDS, self._counts))
+
+
+class ResilienceRegistry:
+    """Thread-safe home of breakers and retry counts, with the settings new breakers start from.
+
+    An application builds one from its configuration and passes it down; ``REGISTRY`` is the
+    process-wide default for services that import the library and want no wiring.
+    """
+
+    def __init__(self, budget: RetryBudget | None = None, breaker_settings: BreakerSettings | None = None) -> None:
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._keyed: dict[str, KeyedBreakers] = {}
-        self._retries: dict[str, list[int]] = {}
+        self._retries: dict[str, RetryCounter] = {}
         self._errors: dict[tuple[str, str], int] = {}
-        self.budget: RetryBudget = budget if budget is not None else RetryBudget()
-        # Settings every new breaker starts from (an application's configured defaults);
-        # keyword arguments given to ``breaker()`` override them.
-        self.breaker_defaults: dict[str, Any] = {}
+        self._budget = budget if budget is not None else RetryBudget()
+        self._breaker_settings = breaker_settings if breaker_settings is not None else BreakerSettings()
+
+    @property
+    def budget(self) -> RetryBudget:
+        """The retry budget of every policy built on this registry without one of its own."""
+        return self._budget
+
+    @property
+    def breaker_settings(self) -> BreakerSettings:
+        """What ``breaker(name)`` builds a new breaker from (its keywords override them)."""
+        return self._breaker_settings
 
     def __repr__(self) -> str:
         return f"ResilienceRegistry(breakers={sorted(self._breakers)!r}, retries={sorted(self._retries)!r})"
@@ -69,12 +110,11 @@ class ResilienceRegistry:
         return item
 
     def breaker(self, name: str, **config: Any) -> CircuitBreaker:
-        """Get the breaker called ``name``, creating it with ``breaker_defaults`` + ``config`` on first use.
+        """Get the breaker called ``name``, creating it from ``breaker_settings`` + ``config`` on first use.
 
         Later calls return the existing breaker and ignore ``config``.
         """
-        return self._get_or_make(self._breakers, name,
-                                 lambda: CircuitBreaker(name, **{**self.breaker_defaults, **config}))
+        return self._get_or_make(self._breakers, name, lambda: self._breaker_settings.build(name, **config))
 
     def register(self, breaker: CircuitBreaker) -> CircuitBreaker:
         """Add an externally built breaker; its name must be unused (or map to itself)."""
@@ -104,26 +144,22 @@ class ResilienceRegistry:
         return [b.snapshot() for b in self.breakers()]
 
     # ---------------------------------------------------------------- retries
+    def retry_counter(self, name: str) -> RetryCounter:
+        """The outcome counter of policy ``name``, made (all zeros, so its series show) on first use."""
+        with self._lock:
+            counter = self._retries.get(name)
+            if counter is None:
+                counter = self._retries[name] = RetryCounter()
+            return counter
+
     def record_retry(self, name: str, kind: RetryOutcome | str) -> None:
         """Count one finished retried-or-not call of policy ``name``."""
-        index = _KINDS.index(kind.value if isinstance(kind, RetryOutcome) else kind)
-        with self._lock:
-            counts = self._retries.get(name)
-            if counts is None:
-                counts = self._retries[name] = [0, 0, 0, 0]
-            counts[index] += 1
-
-    def _retry_counts(self, name: str) -> list[int]:
-        """The live counter list for ``name`` (mutate only under ``_lock``); RetryPolicy's fast path."""
-        with self._lock:
-            counts = self._retries.get(name)
-            if counts is None:
-                counts = self._retries[name] = [0, 0, 0, 0]
-            return counts
+        self.retry_counter(name).record(kind)
 
     def retry_snapshots(self) -> list[RetrySnapshot]:
         with self._lock:
-            return [RetrySnapshot(name, dict(zip(_KINDS, counts))) for name, counts in self._retries.items()]
+            counters = list(self._retries.items())
+        return [RetrySnapshot(name, counter.kinds()) for name, counter in counters]
 
     # ---------------------------------------------------------------- errors
     def record_error(self, name: str, code: ErrorCode) -> None:
@@ -138,6 +174,7 @@ class ResilienceRegistry:
 
 
 REGISTRY = ResilienceRegistry()
+"""The library's convenience for services without wiring of their own; the exporter never uses it."""
 
 
 def get_breaker(name: str, **config: Any) -> CircuitBreaker:

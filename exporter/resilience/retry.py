@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_RETRY_ON: frozenset[ErrorCode] = frozenset(code for code in ErrorCode if code.retryable)
-_SUCCESS_FIRST = 0  # index of successful_without_retry in the registry's counter list
 _CAUTIOUS_RETRIES_PER_CALL = 1
 
 
@@ -66,9 +65,9 @@ class RetryPolicy:
         # Resolved once so the success fast path touches no defaults and no dict lookups.
         set_ = functools.partial(object.__setattr__, self)
         set_("_registry", registry)
+        set_("_budget", self.budget if self.budget is not None else registry.budget)
         # Registering the name now makes its retry series visible (zeros) before the first call.
-        set_("_counts", registry._retry_counts(self.name))
-        set_("_counts_lock", registry._lock)
+        set_("_counter", registry.retry_counter(self.name))
 
     # ---------------------------------------------------------------- decisions
     def _wants(self, exc: BaseException, code: ErrorCode, cautious_used: int) -> bool:
@@ -95,39 +94,31 @@ class RetryPolicy:
         if self.max_elapsed is not None and (self.clock() - start) + delay > self.max_elapsed:
             log.debug("retry %r: next delay %.3gs would pass max_elapsed; giving up", self.name, delay)
             return None, code
-        if not self._current_budget().try_spend():
+        if not self._budget.try_spend():
             log.debug("retry %r: retry budget exhausted; giving up", self.name)
             return None, code
         if self.before_sleep is not None:
             self.before_sleep(attempts, delay, exc)
         return delay, code
 
-    def _current_budget(self) -> RetryBudget:
-        # Looked up per call: the app may swap ``registry.budget`` after policies are built.
-        return self.budget if self.budget is not None else self._registry.budget
-
     def _finish(self, ok: bool, attempts: int) -> None:
         if ok:
             kind = RetryOutcome.SUCCESSFUL_WITH_RETRY
         else:
             kind = RetryOutcome.FAILED_WITH_RETRY if attempts > 1 else RetryOutcome.FAILED_WITHOUT_RETRY
-        self._registry.record_retry(self.name, kind)
+        self._counter.record(kind)
 
     # ---------------------------------------------------------------- sync
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)``, retrying per this policy; re-raise the last error."""
-        budget = self.budget  # inlined _current_budget(): this is the hot path
-        (budget if budget is not None else self._registry.budget).deposit()
+        self._budget.deposit()
         start = self.clock() if self.max_elapsed is not None else 0.0
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
             first = exc
         else:
-            lock = self._counts_lock  # bare acquire/release: cheaper than `with` on the hot path
-            lock.acquire()
-            self._counts[_SUCCESS_FIRST] += 1
-            lock.release()
+            self._counter.succeeded_first_try()
             return result
         return self._retry_loop(fn, args, kwargs, first, start)
 
@@ -155,7 +146,7 @@ class RetryPolicy:
     # ---------------------------------------------------------------- async
     async def retry_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)``, retrying per this policy; re-raise the last error."""
-        self._current_budget().deposit()
+        self._budget.deposit()
         start = self.clock() if self.max_elapsed is not None else 0.0
         attempts, previous, cautious_used = 0, None, 0
         while True:
@@ -166,8 +157,7 @@ class RetryPolicy:
                 exc = err
             else:
                 if attempts == 1:
-                    with self._counts_lock:
-                        self._counts[_SUCCESS_FIRST] += 1
+                    self._counter.succeeded_first_try()
                 else:
                     self._finish(True, attempts)
                 return result

@@ -33,6 +33,7 @@ from exporter import __version__
 from exporter.web import humanize
 from exporter.web.coalesce import Coalescer
 from exporter.web.limits import ConnectionTable, somaxconn
+from exporter.web.status import StatusDocument
 from exporter.web.webconfig import WebSecurity
 from exporter.web.workers import WorkerPool
 
@@ -68,14 +69,13 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], exposition: Exposition, *, telemetry_path: str,
-                 ready: Callable[[], bool], state: Callable[[], dict[str, Any]] | None = None,
+                 ready: Callable[[], bool], state: Callable[[], StatusDocument] | None = None,
                  events: Events | None = None, security: WebSecurity | None = None, refresh: int = 5,
                  limits: HTTPLimits = HTTPLimits()) -> None:
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.ready = ready
-        self.state = state or (lambda: {"host": "", "sources": [], "containers": [], "breakers": [], "agents": [],
-                                        "probes": []})
+        self.state = state or StatusDocument.empty
         self.events = events or (lambda **_: [])
         self.security = security
         self.refresh = refresh
@@ -199,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                        b"ready\n" if ready else b"not ready: sources still syncing\n", "text/plain; charset=utf-8")
         elif path == "/api/state":
-            self._json(self.server.state())
+            self._json(self.server.state().as_dict())
         elif path == "/api/events":
             try:
                 limit = int(query.get("limit", ["100"])[0])
@@ -277,7 +277,7 @@ class Handler(BaseHTTPRequestHandler):
     def _page(self) -> str:
         now = time.time()
         return _templates().get_template("index.html").render(
-            state=self.server.state(), events=self.server.events(limit=20), refresh=self.server.refresh,
+            state=self.server.state().as_dict(), events=self.server.events(limit=20), refresh=self.server.refresh,
             telemetry_path=self.server.telemetry_path,
             ago=lambda t: humanize.ago(t, now), until=lambda t: humanize.until(t, now))
 

@@ -2,91 +2,79 @@
 
 One read-only view of everything an operator asks first: containers with their reason, restarts
 and remedy, circuit breakers, agent runs, probes and source health. The CLI, the page and the
-JSON API all render this same document, so they always agree.
+JSON API all render this same document, so they always agree. Each part is a frozen view built
+beside its snapshot (`exporter.state.views`, `exporter.device.views`, `BreakerView` here).
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
-from exporter.resilience import ResilienceRegistry
-from exporter.state import ContainerRecord, StateStore
-
-StatusSource = Callable[[], dict[str, Any]]
-
-
-def container_doc(r: ContainerRecord) -> dict[str, Any]:
-    name = r.container or r.image
-    if r.pod and r.source.value == "kubernetes":
-        name = f"{r.pod}/{r.container}"
-    return {
-        "name": name, "key": r.key, "kind": r.kind, "source": r.source.value, "host": r.host,
-        "namespace": r.namespace, "pod": r.pod, "container": r.container, "image": r.image,
-        "status": r.display_reason, "reason": r.reason.value, "classification": r.reason.classification.value,
-        "phase": r.phase.value, "terminal": r.terminal, "health": r.health.value,
-        "restarts": r.restarts, "last_exit_code": r.last_exit_code,
-        "last_terminated_reason": r.last_terminated_reason.value if r.last_terminated_reason else None,
-        "last_terminated_at": r.last_terminated_at, "created_at": r.created_at, "started_at": r.started_at,
-        "retries": r.retry_count, "next_retry_at": r.next_retry_at,
-        "oom_kills": r.oom_kills, "failures": {k.value: v for k, v in r.failures.items()},
-        "message": r.message, "remedy": r.remedy,
-    }
+from exporter.device.status import AgentStatus, ProbeStatus
+from exporter.device.views import AgentView, ProbeView
+from exporter.resilience import BreakerSnapshot, ResilienceRegistry
+from exporter.state import StateStore
+from exporter.state.views import ContainerView, SourceView
+from exporter.view import View
 
 
-def state_document(store: StateStore, registry: ResilienceRegistry, *, host: str,
-                   agents: Callable[[], list[dict[str, Any]]] = list,
-                   probes: Callable[[], list[dict[str, Any]]] = list,
-                   clock: Callable[[], float] = time.time) -> dict[str, Any]:
-    now = clock()
-    records = sorted(store.records(), key=lambda r: (r.namespace, r.pod, r.container, r.image))
-    breakers = []
-    for s in sorted(registry.breaker_snapshots(), key=lambda s: s.name):
-        breakers.append({"name": s.name, "state": s.state.label, "value": s.state.metric_value,
-                         "failures_in_window": s.failures_in_window, "calls": dict(s.calls),
-                         "retry_after": s.retry_after})
-    return {
-        "host": host, "generated_at": now,
-        "sources": [{"name": s.name, "up": s.up, "synced": s.synced, "events": dict(s.events),
-                     "dropped": s.dropped} for s in store.sources()],
-        "containers": [container_doc(r) for r in records],
-        "breakers": breakers, "agents": agents(), "probes": probes(),
-    }
+@dataclass(frozen=True)
+class BreakerView(View):
+    """A circuit breaker: state (and its `circuit_breaker_state` value), failures, calls, retry-after."""
+
+    name: str
+    state: str
+    value: int
+    failures_in_window: int
+    calls: Mapping[str, int]
+    retry_after: float | None
+
+    @classmethod
+    def of(cls, s: BreakerSnapshot) -> BreakerView:
+        return cls(name=s.name, state=s.state.label, value=s.state.metric_value,
+                   failures_in_window=s.failures_in_window, calls=dict(s.calls), retry_after=s.retry_after)
 
 
-def events_document(store: StateStore, *, container: str | None = None, reason: str | None = None,
-                    limit: int = 100) -> list[dict[str, Any]]:
-    """Recent transitions, newest first, filtered by container name and/or reason."""
-    return [t.as_dict() for t in store.transitions(container=container or None, reason=reason or None,
-                                                   limit=max(1, min(limit, 1000)))]
+@dataclass(frozen=True)
+class StatusDocument(View):
+    """/api/state: `as_dict()` is the JSON users read, key for key."""
+
+    host: str
+    generated_at: float
+    sources: tuple[SourceView, ...] = ()
+    containers: tuple[ContainerView, ...] = ()
+    breakers: tuple[BreakerView, ...] = ()
+    agents: tuple[AgentView, ...] = ()
+    probes: tuple[ProbeView, ...] = ()
+
+    @classmethod
+    def empty(cls) -> StatusDocument:
+        """What a server without a status source answers."""
+        return cls(host="", generated_at=time.time())
 
 
-def device_docs(device: Any) -> tuple[Callable[[], list[dict[str, Any]]], Callable[[], list[dict[str, Any]]]]:
-    """Agent and probe views of an `exporter.device.components.DeviceSide` (either may be empty)."""
+class StatusView:
+    """Builds the status document and the recent transitions of one exporter on request."""
 
-    def agents() -> list[dict[str, Any]]:
-        status = getattr(device, "agent_status", None)
-        if status is None:
-            return []
-        s = status.snapshot()
-        run = s.last_run
-        return [{
-            "name": s.name, "host": s.host, "running": s.running, "next_run_at": s.next_run_at,
-            "consecutive_failures": s.consecutive_failures, "last_failure_type": s.last_failure_type,
-            "rejected_reason": s.rejected_reason, "runs": dict(s.runs),
-            "last_run": None if run is None else {
-                "success": run.success, "started_at": run.started_at, "ended_at": run.ended_at,
-                "duration": run.duration, "exit_code": run.exit_code, "failure_type": run.failure_type,
-                "attempts": run.attempts, "stderr_tail": list(run.stderr_tail)},
-        }]
+    def __init__(self, store: StateStore, registry: ResilienceRegistry, *, host: str,
+                 agent: AgentStatus | None = None, probes: ProbeStatus | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.registry, self.host = store, registry, host
+        self.agent, self.probes, self.clock = agent, probes, clock
 
-    def probes() -> list[dict[str, Any]]:
-        out = []
-        for p in device.probe_status.snapshots():
-            last = p.last
-            out.append({"target": p.target, "checks": dict(p.checks),
-                        "last": None if last is None else {
-                            "success": last.success, "duration": last.duration, "at": last.at,
-                            "status_code": last.status_code, "error": last.error}})
-        return out
+    def document(self) -> StatusDocument:
+        records = sorted(self.store.records(), key=lambda r: (r.namespace, r.pod, r.container, r.image))
+        return StatusDocument(
+            host=self.host, generated_at=self.clock(),
+            sources=tuple(SourceView.of(s) for s in self.store.sources()),
+            containers=tuple(ContainerView.of(r) for r in records),
+            breakers=tuple(BreakerView.of(s) for s in sorted(self.registry.breaker_snapshots(), key=lambda s: s.name)),
+            agents=(AgentView.of(self.agent.snapshot()),) if self.agent is not None else (),
+            probes=tuple(ProbeView.of(p) for p in self.probes.snapshots()) if self.probes is not None else ())
 
-    return agents, probes
+    def events(self, *, container: str | None = None, reason: str | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
+        """Recent transitions, newest first, filtered by container name and/or reason."""
+        return [t.as_dict() for t in self.store.transitions(container=container or None, reason=reason or None,
+                                                            limit=max(1, min(limit, 1000)))]

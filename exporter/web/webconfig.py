@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from exporter.config import ConfigError, _build, read_yaml
+from exporter.config import ConfigError, build, read_yaml
 
 ClientAuth = Literal["NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven",
                      "RequireAndVerifyClientCert"]
@@ -194,4 +194,4 @@ def load_web_config(path: str | Path) -> WebSecurity:
     origin = str(path)
     data = read_yaml(path)
     _refuse_unsupported(data, origin)
-    return WebSecurity(_build(WebConfigFile, data, origin, ""), origin)
+    return WebSecurity(build(WebConfigFile, data, origin, ""), origin)

@@ -8,16 +8,14 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
 
-from exporter.app import Exporter
-from exporter.config import load
-from exporter.resilience import ResilienceRegistry
-from tests.harness import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, running_exporter, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd, require_root
 from tests.integration.engines_monitoring import (Alertmanager, NodeExporter, Prometheus, SlackMessage,
                                                   SlackReceiver, rule_files_for_test, temp_root)
@@ -31,6 +29,7 @@ class Stack:
         for name in ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter"):
             require_binary(name)
         self.root = temp_root("re-alerting-")
+        self._stack = ExitStack()
         self.dockerd = dockerd
         tag = uuid.uuid4().hex[:6]
         self.crash, self.oom = f"crashy-{tag}", f"hog-{tag}"
@@ -65,11 +64,10 @@ class Stack:
                                      keep={"node": "node_textfile_.+"},
                                      alertmanager=f"127.0.0.1:{self.alertmanager.port}", rule_files=rules,
                                      scrape_interval="1s", evaluation_interval="1s")
-        self.exporter = Exporter(load(file=self.root / "exporter.yml"), registry=ResilienceRegistry())
-        self.exporter.start()
+        self.exporter = self._stack.enter_context(running_exporter(file=self.root / "exporter.yml"))
 
     def close(self) -> None:
-        self.exporter.stop()
+        self._stack.close()  # the exporter
         for part in (self.prometheus, self.alertmanager, self.node):
             part.close()
         self.slack.close()

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,10 +19,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.app import Exporter
-from exporter.config import load
-from exporter.resilience import ResilienceRegistry
-from tests.harness import free_port, require_binary, wait_until
+from tests.harness import free_port, require_binary, running_exporter, wait_until
 from tests.integration.engines_monitoring import (BlackboxExporter, NodeExporter, Prometheus, StaticMetrics,
                                                   rule_files_for_test, temp_root)
 
@@ -48,6 +46,7 @@ class Stack:
         for name in ("prometheus", "prometheus-node-exporter", "prometheus-blackbox-exporter"):
             require_binary(name)
         self.root = temp_root("re-neighbours-")
+        self._stack = ExitStack()
         self.textfiles = self.root / "textfile"
         self.textfiles.mkdir()
         (self.textfiles / "backup.prom").write_text(OTHER_APP)
@@ -72,8 +71,7 @@ class Stack:
             "textfile": {"directory": str(self.textfiles), "interval": "1s"},
         }
         (self.root / "exporter.yml").write_text(yaml.safe_dump(config))
-        self.exporter = Exporter(load(file=self.root / "exporter.yml"), registry=ResilienceRegistry())
-        self.exporter.start()
+        self.exporter = self._stack.enter_context(running_exporter(file=self.root / "exporter.yml"))
         self.closed_url = f"http://127.0.0.1:{free_port()}/"
         self.prometheus = Prometheus(
             self.root, targets={"resilience-exporter": [f"127.0.0.1:{port}"], "node": [self.node.address],
@@ -96,7 +94,7 @@ class Stack:
         return [a["labels"] for a in self.prometheus.alerts() if a["state"] == "firing"]
 
     def close(self) -> None:
-        self.exporter.stop()
+        self._stack.close()  # the exporter
         for part in reversed(self.parts):
             part.close()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import requests
 
-from exporter.app import Exporter
-from exporter.config import load
-from exporter.resilience import ResilienceRegistry
-from tests.harness import require_binary, wait_until
+from tests.harness import require_binary, running_exporter, url_of, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
@@ -26,12 +23,8 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_page_shows_the_crash_loop_badge(dockerd: PrivateDockerd, tmp_path: Path) -> None:
     name = f"page-{uuid.uuid4().hex[:6]}"
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url, "host": "pi-kitchen"}),
-                   registry=ResilienceRegistry())
-    app.start()
-    host, port = app.address
-    url = f"http://{host}:{port}/"
-    try:
+    with running_exporter({"docker.host": dockerd.url, "host": "pi-kitchen"}) as app:
+        url = url_of(app, "/")
         dockerd.run("--name", name, "--restart", "always", IMAGE, "sh", "-c", "sleep 0.2; exit 3")
         wait_until(lambda: any(c["name"] == name and c["status"] == "CrashLoopBackOff"
                                for c in requests.get(url + "api/state", timeout=5).json()["containers"]),
@@ -50,6 +43,4 @@ def test_page_shows_the_crash_loop_badge(dockerd: PrivateDockerd, tmp_path: Path
         assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert shot.stat().st_size > 10_000  # a rendered page, not a blank
         Path("/tmp/resilience-exporter-status.png").write_bytes(shot.read_bytes())  # for a human look
-    finally:
-        app.stop()
         dockerd.cli("rm", "-f", name, check=False)

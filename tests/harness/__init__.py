@@ -9,7 +9,9 @@ import os
 import shutil
 import socket
 import time
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import pytest
 
@@ -64,3 +66,31 @@ def poll(check: Callable[[], T], timeout: float, interval: float = 0.05) -> T | 
         if value or time.monotonic() >= deadline:
             return value or None
         time.sleep(interval)
+
+
+@contextmanager
+def running_exporter(flags: Mapping[str, str] | None = None, *, file: Path | None = None,
+                     config: Any = None) -> Iterator[Any]:
+    """An in-process `serve` (exporter.app.Exporter) on a free loopback port, stopped on exit.
+
+    From `flags` (dotted paths, as on the command line) and/or a config `file`, or a built
+    `config`; without a file it listens on 127.0.0.1 at a port the kernel picks (unless the flags
+    say otherwise), a file says where itself."""
+    from exporter.app import Exporter  # the exporter only for the tests that run one
+    from exporter.config import load
+
+    if config is None:
+        listen = {} if file is not None else {"web.listen_address": "127.0.0.1:0"}
+        config = load(file=file, flags={**listen, **(flags or {})})
+    app = Exporter(config)
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def url_of(app: Any, path: str = "/metrics") -> str:
+    """The URL of `path` on a running exporter."""
+    host, port = app.address
+    return f"http://{host}:{port}{path}"

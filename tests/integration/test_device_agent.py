@@ -13,14 +13,13 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from exporter.app import Exporter
 from exporter.config import AgentConfig, load
 from exporter.device.agent import AgentRunner
 from exporter.device.health import HealthFile, health_document
 from exporter.device.schedule import AgentScheduler, build_trigger
 from exporter.device.status import AgentStatus
 from exporter.resilience import CircuitState, FakeClock, ResilienceRegistry
-from tests.harness import require_binary, wait_until
+from tests.harness import require_binary, running_exporter, wait_until
 from tests.unit.test_device_health import assert_valid_health
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,9 +247,7 @@ def test_serve_runs_the_agent_in_process_and_metrics_pass_promtool(tmp_path: Pat
     config = load(flags={"web.listen_address": "127.0.0.1:0", "host": "pi-1", "agent.command": [str(agent)],
                          "agent.name": "edge", "agent.transient_failures": "",
                          "agent.health_file": str(tmp_path / "health.json"), "textfile.directory": str(tmp_path)})
-    app = Exporter(config, registry=ResilienceRegistry())
-    app.start()
-    try:
+    with running_exporter(config=config) as app:
         host, port = app.address
         def scraped() -> str | None:
             text = requests.get(f"http://{host}:{port}/metrics", timeout=5).text
@@ -267,8 +264,6 @@ def test_serve_runs_the_agent_in_process_and_metrics_pass_promtool(tmp_path: Pat
 
         prom = wait_until(textfile, timeout=10, message="the registry textfile")
         assert "resilience_exporter_build_info" in prom and "process_" not in prom
-    finally:
-        app.stop()
     assert json.loads((tmp_path / "health.json").read_text())["failure_type"] == "compose_failed"
 
 

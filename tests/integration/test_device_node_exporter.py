@@ -59,7 +59,7 @@ def device_text(writers: list[TextfileWriter]) -> tuple[list, bytes]:  # type: i
     breaker.on_error(RuntimeError("x"))
     registry.breaker("probe:api").force_open()
     collectors = [AgentCollector(status), ProbeCollector(probes), ResilienceCollector(registry),
-                  TextfileCollector(lambda: writers)]
+                  TextfileCollector(writers)]
     return collectors, render_collectors(collectors)
 
 
@@ -144,6 +144,6 @@ def test_full_or_read_only_directory_keeps_previous_file_logs_once_and_counts(
     fields = errors[0].fields  # type: ignore[attr-defined]
     assert errors[0].getMessage() == "cannot write textfile; keeping the previous file"
     assert fields["err"].startswith(errname) and fields["path"] == str(tiny_tmpfs / "x.prom") and fields["remedy"]
-    text = render_collectors([TextfileCollector(lambda: [writer])]).decode()
+    text = render_collectors([TextfileCollector([writer])]).decode()
     assert "resilience_exporter_textfile_write_errors_total 2" in text
     assert not [p for p in tiny_tmpfs.iterdir() if p.name.startswith(".x.prom")]  # no temp file left behind

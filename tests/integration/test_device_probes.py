@@ -9,10 +9,8 @@ from typing import Iterator
 import pytest
 import requests
 
-from exporter.app import Exporter
-from exporter.config import load
-from exporter.resilience import CircuitState, ResilienceRegistry
-from tests.harness import wait_until
+from exporter.resilience import CircuitState
+from tests.harness import running_exporter, url_of, wait_until
 
 
 class Flapping(ThreadingHTTPServer):
@@ -49,11 +47,9 @@ def test_flapping_target_trips_the_breaker_then_recovers(server: Flapping, tmp_p
         "web: {listen_address: '127.0.0.1:0'}\n"
         "resilience: {breaker_failure_threshold: 3, breaker_open_timeout: 1s, breaker_success_threshold: 1}\n"
         f"probes:\n  - {{name: api, url: 'http://127.0.0.1:{port}/health', interval: 50ms, timeout: 1s, attempts: 1}}\n")
-    app = Exporter(load(file=tmp_path / "c.yaml"), registry=ResilienceRegistry())
-    app.start()
-    breaker = app.registry.breaker("probe:api")
-    base = f"http://{app.address[0]}:{app.address[1]}/metrics"
-    try:
+    with running_exporter(file=tmp_path / "c.yaml") as app:
+        breaker = app.registry.breaker("probe:api")
+        base = url_of(app)
         wait_until(lambda: 'resilience_probe_success{target="api"} 1' in requests.get(base, timeout=5).text, timeout=10,
                    message="a first successful probe")
         server.healthy = False
@@ -72,5 +68,3 @@ def test_flapping_target_trips_the_breaker_then_recovers(server: Flapping, tmp_p
         text = requests.get(base, timeout=5).text
         assert 'circuit_breaker_transitions_total{name="probe:api",from="open",to="half_open"}' in text
         assert 'circuit_breaker_state{name="probe:api"} 0' in text
-    finally:
-        app.stop()

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+from typing import Any, Callable
 
 import requests
 
-from exporter.app import Exporter
-from exporter.config import load
 from exporter.resilience import ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
 from exporter.state import StateStore
@@ -14,12 +14,10 @@ from tests.harness import wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 
-def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDockerd) -> None:
+def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDockerd,
+                                                             exporter_factory: Callable[..., Any]) -> None:
     name = f"exp-{uuid.uuid4().hex[:6]}"
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url,
-                               "docker.label_allowlist": "team", "host": "edge-1"}),
-                   registry=ResilienceRegistry())
-    app.start()
+    app = exporter_factory({"docker.host": dockerd.url, "docker.label_allowlist": "team", "host": "edge-1"})
     host, port = app.address
     try:
         dockerd.run("--name", name, "--label", "team=payments", "--label", "secret=x", IMAGE, "sh", "-c", "exit 2")
@@ -37,24 +35,19 @@ def test_exporter_serves_docker_containers_and_source_health(dockerd: PrivateDoc
         assert 'circuit_breaker_state{name="docker:engine"} 0' in text
         assert requests.get(f"http://{host}:{port}/readyz", timeout=5).status_code == 200
     finally:
-        app.stop()
         dockerd.cli("rm", "-f", name, check=False)
 
 
-def test_unreachable_engine_marks_the_source_down_and_keeps_serving(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": f"unix://{tmp_path}/none.sock",
-                               "docker.reconnect_max_backoff": "1s"}), registry=ResilienceRegistry())
-    app.start()
+def test_unreachable_engine_marks_the_source_down_and_keeps_serving(
+        tmp_path: Path, exporter_factory: Callable[..., Any]) -> None:
+    app = exporter_factory({"docker.host": f"unix://{tmp_path}/none.sock", "docker.reconnect_max_backoff": "1s"})
     host, port = app.address
-    try:
-        text = wait_until(lambda: (t := requests.get(f"http://{host}:{port}/metrics", timeout=5).text)
-                          and 'resilience_exporter_source_up{source="docker"} 0' in t
-                          and 'circuit_breaker_calls_total{name="docker:engine",outcome="failure"}' in t and t,
-                          message="source down reported", timeout=30, interval=0.05)
-        assert "resilience_exporter_build_info" in text
-        assert requests.get(f"http://{host}:{port}/readyz", timeout=5).status_code == 503
-    finally:
-        app.stop()
+    text = wait_until(lambda: (t := requests.get(f"http://{host}:{port}/metrics", timeout=5).text)
+                      and 'resilience_exporter_source_up{source="docker"} 0' in t
+                      and 'circuit_breaker_calls_total{name="docker:engine",outcome="failure"}' in t and t,
+                      message="source down reported", timeout=30, interval=0.05)
+    assert "resilience_exporter_build_info" in text
+    assert requests.get(f"http://{host}:{port}/readyz", timeout=5).status_code == 503
 
 
 def test_container_cap_counts_the_dropped(dockerd: PrivateDockerd) -> None:

@@ -5,29 +5,23 @@ import gzip
 import subprocess
 import socket
 import threading
-from typing import Iterator
+from typing import Callable
 
 import pytest
 import requests
 
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from exporter.state import ContainerRecord, Phase, Reason, Source
-from tests.harness import require_binary
+from tests.harness import require_binary, url_of
 
 
 @pytest.fixture
-def exporter() -> Iterator[Exporter]:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0"}), registry=ResilienceRegistry())
-    app.start()
-    yield app
-    app.stop()
+def exporter(exporter_factory: Callable[..., Exporter]) -> Exporter:
+    return exporter_factory()
 
 
-def url(app: Exporter, path: str) -> str:
-    host, port = app.address
-    return f"http://{host}:{port}{path}"
+url = url_of
 
 
 def populate(app: Exporter, n: int) -> None:
@@ -99,15 +93,11 @@ def test_a_405_with_a_body_it_will_not_read_says_connection_close(exporter: Expo
 
 
 @pytest.mark.parametrize("path", ["/m", "/métriques"])
-def test_custom_telemetry_path(path: str) -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.telemetry_path": path}),
-                   registry=ResilienceRegistry())
-    app.start()
-    try:  # requests sends the non-ASCII path percent-encoded, as every HTTP client does
-        assert "resilience_exporter_build_info" in requests.get(url(app, path), timeout=5).text
-        assert requests.get(url(app, "/metrics"), timeout=5).status_code == 404
-    finally:
-        app.stop()
+def test_custom_telemetry_path(path: str, exporter_factory: Callable[..., Exporter]) -> None:
+    app = exporter_factory({"web.telemetry_path": path})
+    # requests sends the non-ASCII path percent-encoded, as every HTTP client does
+    assert "resilience_exporter_build_info" in requests.get(url(app, path), timeout=5).text
+    assert requests.get(url(app, "/metrics"), timeout=5).status_code == 404
 
 
 def test_concurrent_scrapes_see_whole_consistent_bodies(exporter: Exporter) -> None:
@@ -131,9 +121,8 @@ def test_concurrent_scrapes_see_whole_consistent_bodies(exporter: Exporter) -> N
 
 
 def test_configured_breaker_defaults_and_budget_reach_the_registry() -> None:
-    registry = ResilienceRegistry()
-    Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
-                         "resilience.retry_budget_ratio": "0.25"}), registry=registry)
+    registry = Exporter(load(flags={"resilience.breaker_failure_threshold": "3", "resilience.breaker_open_timeout": "1m",
+                                    "resilience.retry_budget_ratio": "0.25"})).registry
     breaker = registry.breaker("docker:events")
     assert (breaker.failure_threshold, breaker.open_timeout, breaker.window) == (3, 60.0, 60.0)
     assert registry.budget.ratio == 0.25
@@ -150,30 +139,22 @@ def test_a_405_whose_body_stalls_is_closed_without_an_answer(exporter: Exporter,
     assert requests.get(url(exporter, "/healthz"), timeout=5).text == "ok\n"
 
 
-def test_requests_beyond_max_requests_get_503_and_healthz_still_answers() -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.max_requests": "2"}),
-                   registry=ResilienceRegistry())
-    app.start()
-    try:
-        assert app.server is not None and app.server.requests is not None
-        for _ in range(2):  # two requests being answered right now
-            app.server.requests.acquire()
-        r = requests.get(url(app, "/metrics"), timeout=10)
-        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
-        assert "limit of concurrent requests reached (2)" in r.text
-        assert requests.get(url(app, "/healthz"), timeout=10).status_code == 200
-        app.server.requests.release()
-        assert requests.get(url(app, "/metrics"), timeout=10).status_code == 200
-    finally:
-        app.stop()
+def test_requests_beyond_max_requests_get_503_and_healthz_still_answers(
+        exporter_factory: Callable[..., Exporter]) -> None:
+    app = exporter_factory({"web.max_requests": "2"})
+    assert app.server is not None and app.server.requests is not None
+    for _ in range(2):  # two requests being answered right now
+        app.server.requests.acquire()
+    r = requests.get(url(app, "/metrics"), timeout=10)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert "limit of concurrent requests reached (2)" in r.text
+    assert requests.get(url(app, "/healthz"), timeout=10).status_code == 200
+    app.server.requests.release()
+    assert requests.get(url(app, "/metrics"), timeout=10).status_code == 200
 
 
-def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.read_header_timeout": "300ms"}),
-                   registry=ResilienceRegistry())
-    app.start()
-    try:
-        with socket.create_connection(app.address, timeout=10) as idle:
-            assert idle.recv(1) == b""  # closed by the server, not by our 10 s timeout
-    finally:
-        app.stop()
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
+        exporter_factory: Callable[..., Exporter]) -> None:
+    app = exporter_factory({"web.read_header_timeout": "300ms"})
+    with socket.create_connection(app.address, timeout=10) as idle:
+        assert idle.recv(1) == b""  # closed by the server, not by our 10 s timeout

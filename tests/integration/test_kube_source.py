@@ -269,7 +269,8 @@ def test_kubeconfig_and_context_from_config_reach_the_api_server(api: FakeKubeAp
     config = load(flags={"kubernetes.enabled": "true", "kubernetes.kubeconfig": str(kubeconfig),
                          "kubernetes.context": "fake", "docker.enabled": "false"})
     store = StateStore()
-    (source,) = build_sources(config, store, ResilienceRegistry())
+    (source,) = build_sources(store, ResilienceRegistry(), host=config.host, docker=config.docker,
+                              kubernetes=config.kubernetes)
     source.start()
     try:
         wait_until(store.ready, message="synced through the kubeconfig's context")

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from bench import kube_storm
-from exporter.resilience import CircuitState, ResilienceRegistry
+from exporter.resilience import BreakerSettings, CircuitState, ResilienceRegistry
 from exporter.sources.kubernetes import KubernetesWatcher
 from exporter.state import StateStore
 from tests.harness import wait_until
@@ -66,8 +66,8 @@ def test_a_refused_reconnect_is_not_reported_connected(api: FakeKubeApi, caplog:
     request, so while the API server refused, it flapped up/down on every retry."""
     api.add(load_pod("running"))
     store = StateStore()
-    registry = ResilienceRegistry()
-    registry.breaker_defaults["failure_threshold"] = 1000  # the back-off alone paces the retries here
+    # the back-off alone paces the retries here
+    registry = ResilienceRegistry(breaker_settings=BreakerSettings(failure_threshold=1000))
     watcher = _watcher(api, store, ["shop", "pay"], registry)
     try:
         caplog.set_level(logging.INFO, logger="exporter.sources.kubernetes")

@@ -11,33 +11,29 @@ import pytest
 import requests
 
 from exporter.app import Exporter
-from exporter.config import load
-from exporter.resilience import ResilienceRegistry
-from tests.harness import wait_until
+from tests.harness import running_exporter, url_of, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 
 @pytest.fixture(scope="module")
 def running(dockerd: PrivateDockerd) -> Iterator[tuple[Exporter, str, str, str]]:
     crash, done = f"loop-{uuid.uuid4().hex[:6]}", f"done-{uuid.uuid4().hex[:6]}"
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "docker.host": dockerd.url, "host": "edge-7"}),
-                   registry=ResilienceRegistry())
-    app.start()
-    host, port = app.address
-    url = f"http://{host}:{port}"
-    try:
-        dockerd.run("--name", crash, "--restart", "always", IMAGE, "sh", "-c", "sleep 0.2; exit 3")
-        dockerd.run("--name", done, IMAGE, "true")
-        def statuses() -> dict[str, str]:
-            return {c["name"]: c["status"] for c in requests.get(f"{url}/api/state", timeout=5).json()["containers"]}
+    with running_exporter({"docker.host": dockerd.url, "host": "edge-7"}) as app:
+        url = url_of(app, "")
+        try:
+            dockerd.run("--name", crash, "--restart", "always", IMAGE, "sh", "-c", "sleep 0.2; exit 3")
+            dockerd.run("--name", done, IMAGE, "true")
 
-        wait_until(lambda: statuses().get(crash) == "CrashLoopBackOff" and statuses().get(done) == "Completed",
-                 message="crash loop and completed container in /api/state", timeout=30, interval=0.05)
-        yield app, url, crash, done
-    finally:
-        app.stop()
-        for name in (crash, done):
-            dockerd.cli("rm", "-f", name, check=False)
+            def statuses() -> dict[str, str]:
+                return {c["name"]: c["status"]
+                        for c in requests.get(f"{url}/api/state", timeout=5).json()["containers"]}
+
+            wait_until(lambda: statuses().get(crash) == "CrashLoopBackOff" and statuses().get(done) == "Completed",
+                       message="crash loop and completed container in /api/state", timeout=30, interval=0.05)
+            yield app, url, crash, done
+        finally:
+            for name in (crash, done):
+                dockerd.cli("rm", "-f", name, check=False)
 
 
 def test_api_state_lists_containers_breakers_and_sources(running: tuple[Exporter, str, str, str]) -> None:

@@ -11,11 +11,9 @@ import bcrypt
 import pytest
 import requests
 
-from exporter.app import Exporter
-from exporter.config import ConfigError, load
-from exporter.resilience import ResilienceRegistry
+from exporter.config import ConfigError
 from exporter.web.webconfig import load_web_config
-from tests.harness import require_binary
+from tests.harness import require_binary, running_exporter
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +32,9 @@ def secured(cert: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode().replace("$2b$", "$2y$", 1)
     web.write_text(f"tls_server_config:\n  cert_file: {cert[0]}\n  key_file: {cert[1]}\n"
                    f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    app = Exporter(load(flags={"web.listen_address": "127.0.0.1:0", "web.config_file": str(web)}),
-                   registry=ResilienceRegistry())
-    app.start()
-    host, port = app.address
-    try:
+    with running_exporter({"web.config_file": str(web)}) as app:
+        host, port = app.address
         yield f"{host}:{port}", cert[0]
-    finally:
-        app.stop()
 
 
 def test_right_password_over_tls_gets_metrics(secured: tuple[str, Path]) -> None:

@@ -129,7 +129,7 @@ class Section:
 
 
 def test_validator_handles_bools_lists_mappings_and_nested_items() -> None:
-    from exporter.config import _build
+    from exporter.config import build as _build
 
     ok = _build(Section, {"enabled": True, "items": [{"name": "a", "timeout": "2s"}], "codes": {2: "inventory_missing"},
                           "tags": ["x"]}, "f.yaml", "s")

@@ -112,7 +112,7 @@ def test_probe_and_textfile_families() -> None:
         errors_total = 3
         collisions_total = 2
 
-    got = samples(render_collectors([ProbeCollector(status), TextfileCollector(lambda: [Writer()])]).decode())
+    got = samples(render_collectors([ProbeCollector(status), TextfileCollector([Writer()])]).decode())
     assert got[("resilience_probe_success", (("target", "api"),))] == 0
     assert got[("resilience_probe_duration_seconds", (("target", "api"),))] == 0.0
     assert got[("resilience_probe_checks_total", (("result", "rejected"), ("target", "api")))] == 1

@@ -8,14 +8,13 @@ import responses
 from exporter.config import ProbeConfig
 from exporter.device.probes import ProbeTarget
 from exporter.device.status import ProbeStatus
-from exporter.resilience import CircuitState, FakeClock, ResilienceRegistry
+from exporter.resilience import BreakerSettings, CircuitState, FakeClock, ResilienceRegistry
 
 URL = "http://device.test/health"
+PROBE_BREAKERS = BreakerSettings(failure_threshold=3, window=60.0, open_timeout=30.0, success_threshold=1)
 
 
 def target(clock: FakeClock, registry: ResilienceRegistry, **kw: object) -> ProbeTarget:
-    registry.breaker_defaults = {"failure_threshold": 3, "window": 60.0, "open_timeout": 30.0,
-                                 "success_threshold": 1}
     config = ProbeConfig(**{"name": "api", "url": URL, "timeout": 1, "attempts": 2, **kw})  # type: ignore[arg-type]
     return ProbeTarget(config, ProbeStatus(), registry, clock=clock, wall=clock, sleep=clock.sleep)
 
@@ -28,7 +27,7 @@ def clock() -> FakeClock:
 @responses.activate
 def test_expected_status_is_success(clock: FakeClock) -> None:
     responses.get(URL, status=204)
-    t = target(clock, ResilienceRegistry(), expected_status=204)
+    t = target(clock, ResilienceRegistry(breaker_settings=PROBE_BREAKERS), expected_status=204)
     result = t.check()
     assert result.success and result.status_code == 204
     assert t.status.get("api").checks == {"success": 1, "failure": 0, "rejected": 0}  # type: ignore[union-attr]
@@ -38,7 +37,7 @@ def test_expected_status_is_success(clock: FakeClock) -> None:
 def test_a_5xx_is_retried_once_then_succeeds(clock: FakeClock) -> None:
     responses.get(URL, status=503)
     responses.get(URL, status=200)
-    registry = ResilienceRegistry()
+    registry = ResilienceRegistry(breaker_settings=PROBE_BREAKERS)
     t = target(clock, registry)
     assert t.check().success
     assert len(responses.calls) == 2 and len(clock.sleeps) == 1
@@ -48,7 +47,7 @@ def test_a_5xx_is_retried_once_then_succeeds(clock: FakeClock) -> None:
 @responses.activate
 def test_an_unexpected_4xx_fails_without_retry(clock: FakeClock) -> None:
     responses.get(URL, status=404)
-    t = target(clock, ResilienceRegistry())
+    t = target(clock, ResilienceRegistry(breaker_settings=PROBE_BREAKERS))
     result = t.check()
     assert not result.success and result.status_code == 404 and "INVALID_RESPONSE" in result.error
     assert len(responses.calls) == 1
@@ -57,7 +56,7 @@ def test_an_unexpected_4xx_fails_without_retry(clock: FakeClock) -> None:
 @responses.activate
 def test_breaker_opens_then_probes_are_not_sent_then_half_open_trial_closes_it(clock: FakeClock) -> None:
     responses.get(URL, body=requests.ConnectionError("refused"))
-    registry = ResilienceRegistry()
+    registry = ResilienceRegistry(breaker_settings=PROBE_BREAKERS)
     t = target(clock, registry)
     t.check()                          # two attempts -> two failures
     t.check()                          # third failure opens the breaker, the fourth attempt is not sent

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from exporter.config import ProbeConfig, load
+from exporter.device.atomic import WriteCounts
 from exporter.device.components import DeviceSide
 from exporter.device.health import load_schema
 from exporter.metrics.exposition import render_collectors
@@ -15,7 +16,8 @@ from tests.unit.test_readme import table_rows
 def everything_enabled() -> list:  # type: ignore[type-arg]
     config = load(flags={"agent.command": ["/bin/true"], "textfile.directory": "/nonexistent"})
     config.probes = [ProbeConfig(name="api", url="http://127.0.0.1:1/")]
-    return device_collectors(DeviceSide(config, ResilienceRegistry()))
+    side = DeviceSide(host=config.host, agent=config.agent, probes=config.probes, registry=ResilienceRegistry())
+    return device_collectors(side, [WriteCounts()])
 
 
 def test_device_metrics_table_lists_exactly_the_device_families_with_their_types() -> None:

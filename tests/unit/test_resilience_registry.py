@@ -8,6 +8,7 @@ import pytest
 
 from exporter.resilience import (
     REGISTRY,
+    BreakerSettings,
     CircuitBreaker,
     CircuitState,
     ErrorCode,
@@ -153,9 +154,8 @@ def test_fake_clock_advances_instead_of_sleeping_and_records_sleeps() -> None:
         clock.set(10.0)
 
 
-def test_breaker_defaults_apply_to_new_breakers_and_explicit_config_wins() -> None:
-    registry = ResilienceRegistry()
-    registry.breaker_defaults = {"failure_threshold": 2, "open_timeout": 7.0}
+def test_breaker_settings_apply_to_new_breakers_and_explicit_config_wins() -> None:
+    registry = ResilienceRegistry(breaker_settings=BreakerSettings(failure_threshold=2, open_timeout=7.0))
     a = registry.breaker("a")
     b = registry.breaker("b", failure_threshold=9)
     assert (a.failure_threshold, a.open_timeout) == (2, 7.0)

@@ -184,14 +184,15 @@ def test_budget_allows_about_one_retry_per_ten_calls_and_counts_refusals(clock, 
     assert sum(fn.calls for fn in failing) == 30 + budget.spent_total
 
 
-def test_registry_budget_is_used_when_none_is_given_even_if_swapped_later(clock) -> None:
+def test_registry_budget_is_used_when_none_is_given_and_the_policy_budget_wins(clock) -> None:
     registry = ResilienceRegistry(budget=RetryBudget(ratio=0.0, min_retries_per_second=0.0, clock=clock))
     p = RetryPolicy(name="dep", registry=registry, clock=clock, sleep=clock.sleep)
     with pytest.raises(TimeoutError):
         p.retry(Flaky(TimeoutError()))
     assert registry.budget.exhausted_total == 1
-    registry.budget = RetryBudget.unlimited()  # the app swaps the budget after policies exist
-    assert p.retry(Flaky(TimeoutError())) == "ok"
+    own = RetryPolicy(name="own", registry=registry, budget=RetryBudget.unlimited(), clock=clock, sleep=clock.sleep)
+    assert own.retry(Flaky(TimeoutError())) == "ok"
+    assert registry.budget.exhausted_total == 1
 
 
 def test_async_retry_retries_and_records_like_the_sync_one(clock, registry) -> None:

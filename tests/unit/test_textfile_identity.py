@@ -9,7 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load
-from exporter.device.components import DeviceSide, agent_textfile_name
+from exporter.app import Agent
+from exporter.device.components import agent_textfile_name
 from exporter.device.status import AgentRun, AgentStatus
 from exporter.device.textfile import TextfileWriter
 from exporter.metrics import ResilienceCollector
@@ -36,7 +37,7 @@ def agent_file(name: str, host: str, success: bool) -> bytes:
     status.record_run(AgentRun(1.7e9, 1.7e9 + 2, 2.0, 0 if success else 3, None if success else "exit_3", 1, ()))
     registry = ResilienceRegistry()
     registry.breaker(f"agent:{name}")
-    collectors = [AgentCollector(status), ResilienceCollector(registry), TextfileCollector(lambda: [])]
+    collectors = [AgentCollector(status), ResilienceCollector(registry), TextfileCollector([])]
     return render_textfile(collectors, agent_textfile_name(name)[:-5])
 
 
@@ -47,7 +48,7 @@ def test_two_agents_and_serve_on_one_host_write_no_series_twice() -> None:
         # serve runs its own agent (named like neither) and has the process-wide figures too
         "resilience_exporter.prom": render_textfile(
             [AgentCollector(AgentStatus("serve-agent", "pi-1")), ResilienceCollector(ResilienceRegistry()),
-             TextfileCollector(lambda: [])], "resilience_exporter"),
+             TextfileCollector([])], "resilience_exporter"),
     }
     seen: dict[tuple[str, frozenset[tuple[str, str]]], str] = {}
     for filename, text in files.items():
@@ -76,12 +77,7 @@ def test_collisions_name_the_file_the_duplicate_series_and_a_type_mismatch() -> 
 def test_writer_logs_a_collision_once_counts_every_colliding_write_and_shows_the_count(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = load(flags={"textfile.directory": str(tmp_path), "agent.command": ["true"], "agent.name": "a"})
-    side = DeviceSide(config, ResilienceRegistry())
-    assert side.agent_status is not None
-    collectors = [AgentCollector(side.agent_status), TextfileCollector(lambda: side.writers)]
-    side.attach_textfile(lambda w: render_textfile(collectors, w), agent_textfile_name("a"), periodic=False,
-                         check=collisions)
-    writer = side.textfile
+    writer = Agent(config).device.textfile
     assert isinstance(writer, TextfileWriter)
     assert writer.write() and writer.collisions_total == 0
     (tmp_path / "copy.prom").write_bytes(writer.path.read_bytes())  # e.g. a copy someone left behind

@@ -1,39 +1,20 @@
-"""Configuration: defaults < YAML file (--config) < environment (RESILIENCE_EXPORTER_*) < flags.
+"""The configuration schema: a tree of dataclasses, one per section, with help text and bounds.
 
-The schema is a tree of dataclasses; one validator walks it for all three layers so every error
-names where it came from, the key and what was expected, e.g.
-`config.yaml: web.listen_address: expected a string like ":10099", got 42`.
+Each section is what one part of the program receives (`DockerConfig` for the Docker source,
+`AgentConfig` for the agent runner, ...). Cross-field checks live in `__post_init__` and raise
+ValueError; `exporter.config.validation` turns that into a ConfigError naming the key path.
+The agent's exit-code defaults live here, so `exporter.device` imports config and never the reverse.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
 import re
 import socket
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, get_args, get_origin
+from typing import Any, Literal, Mapping
 
-import yaml
-
-from exporter.device.failures import FLEET_EXIT_CODES, FailureTypes
-from exporter.printable import printable
-
-ENV_PREFIX = "RESILIENCE_EXPORTER_"
 DEFAULT_PORT = 10099
 MAX_SECONDS = 10 * 365 * 86400.0   # any longer duration is a typo; APScheduler's datetimes overflow on huge ones
 MAX_INT = 10**9                    # every integer setting is a count, a size or an exit code
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with its origin (file, env variable or flag) and key path."""
-
-    def __init__(self, origin: str, path: str, problem: str) -> None:
-        self.origin, self.path, self.problem = origin, path, problem
-        where = f"{origin}: {path}" if path else origin
-        super().__init__(printable(f"{where}: {problem}"))  # one line, whatever the key or value holds
 
 
 class Duration(float):
@@ -89,6 +70,20 @@ class UrlPath(str):
         if not text.startswith("/") or any(c in text for c in " ?#"):
             raise ValueError(text)
         return cls(text)
+
+
+
+FLEET_EXIT_CODES: dict[int, str] = {2: "inventory_missing", 3: "compose_failed", 4: "rollback_failed"}
+"""The role-agent's own codes; the default of `agent.exit_codes`."""
+
+
+def check_exit_codes(codes: Mapping[int, str]) -> None:
+    """Exit codes 1-255 mapped to failure type names usable as label values; ValueError names the bad one."""
+    for code, name in codes.items():
+        if not (0 < code <= 255):
+            raise ValueError(f"exit_codes: exit code must be 1-255, got {code}")
+        if not name or not all(c.isalnum() or c == "_" for c in name):
+            raise ValueError(f"exit_codes[{code}]: failure type must be letters, digits and _, got {name!r}")
 
 
 # --- schema ------------------------------------------------------------------------------
@@ -217,7 +212,7 @@ class AgentConfig:
         "Time runs are suspended before a trial run.", gt=0))
 
     def __post_init__(self) -> None:
-        FailureTypes(self.exit_codes)  # ValueError names the bad code or type
+        check_exit_codes(self.exit_codes)  # ValueError names the bad code or type
         if self.cron:
             from apscheduler.triggers.cron import CronTrigger  # only when a cron schedule is configured
 
@@ -278,270 +273,3 @@ class Config:
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
             raise ValueError(f"probes: names must be unique, got {names}")
-
-
-# --- validation ---------------------------------------------------------------------------
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _describe(tp: Any) -> str:
-    if tp is Duration:
-        return 'a duration like "30s" or "5m"'
-    if hasattr(tp, "description"):
-        return tp.description
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) is dict:
-        key, val = get_args(tp)
-        return f"a mapping of {_describe(key).removeprefix('a ').removeprefix('an ')} to {_describe(val).removeprefix('a ').removeprefix('an ')}"
-    if get_origin(tp) is list:
-        return f"a list of {_describe(get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return str(tp)
-
-
-def _coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> Any:
-    """Check `value` against `tp`; text from env/flags is parsed into the type first."""
-    def fail() -> ConfigError:
-        return ConfigError(origin, path, f"expected {_describe(tp)}, got {_short(value)}")
-
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise fail()
-        return _build(tp, value, origin, path)
-    if get_origin(tp) is dict:
-        key_tp, val_tp = get_args(tp)
-        if not isinstance(value, Mapping):
-            raise fail()
-        return {_coerce(str(k) if from_text else k, key_tp, origin, f"{path}[{k!r}]", from_text=from_text):
-                _coerce(v, val_tp, origin, f"{path}[{k!r}]", from_text=from_text) for k, v in value.items()}
-    if get_origin(tp) is list:
-        (item,) = get_args(tp)
-        if from_text and isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise fail()
-        return [_coerce(v, item, origin, f"{path}[{i}]", from_text=from_text) for i, v in enumerate(value)]
-    if get_origin(tp) is Literal:
-        text = str(value).lower() if isinstance(value, bool) else value
-        if text not in get_args(tp):
-            raise fail()
-        return text
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_text and isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise fail()
-    if tp is Duration:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_SECONDS:
-            return Duration(value)
-        if isinstance(value, str):
-            try:
-                parsed = Duration.parse(value)
-            except (ValueError, OverflowError):
-                raise fail() from None
-            if parsed <= MAX_SECONDS:
-                return parsed
-        raise ConfigError(origin, path, f"expected {_describe(tp)} up to 10 years, got {_short(value)}")
-    if hasattr(tp, "parse"):
-        if isinstance(value, str):
-            try:
-                return tp.parse(value)
-            except ValueError:
-                raise fail() from None
-        raise fail()
-    if tp is int:
-        if from_text and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise fail()
-        if -MAX_INT <= value <= MAX_INT:
-            return value
-        raise ConfigError(origin, path, f"expected an integer between -{MAX_INT} and {MAX_INT}, got {_short(value)}")
-    if tp is float:
-        number = value
-        if from_text and isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                raise fail() from None
-        if isinstance(number, (int, float)) and not isinstance(number, bool):
-            try:
-                number = float(number)
-            except OverflowError:
-                raise fail() from None
-            if math.isfinite(number):
-                return number
-            raise ConfigError(origin, path, f"expected a finite number, got {_short(value)}")
-        raise fail()
-    if tp is str:
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # a non-UTF-8 env value or flag arrives with surrogate escapes
-                raise ConfigError(origin, path, "expected UTF-8 text, got undecodable bytes") from None
-            return value
-        raise fail()
-    raise ConfigError(origin, path, f"unsupported type {tp}")  # schema bug
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """repr() of a bad value, cut so a 5,000-digit number or a huge list stays one readable line."""
-    try:
-        text = repr(float(value) if isinstance(value, Duration) else value)
-    except ValueError:  # an int too long for repr (Python's 4,300-digit limit)
-        return "a number with more than 4300 digits"
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def _check_bounds(value: Any, f: dataclasses.Field, origin: str, path: str) -> None:
-    """The field's `ge`/`gt`/`le` bounds from its metadata."""
-    meta = f.metadata
-    if "ge" in meta and not value >= meta["ge"]:
-        raise ConfigError(origin, path, f"expected a value >= {meta['ge']:g}, got {_short(value)}")
-    if "gt" in meta and not value > meta["gt"]:
-        raise ConfigError(origin, path, f"expected a value > {meta['gt']:g}, got {_short(value)}")
-    if "le" in meta and not value <= meta["le"]:
-        raise ConfigError(origin, path, f"expected a value <= {meta['le']:g}, got {_short(value)}")
-
-
-def _build(cls: type, data: Mapping[str, Any], origin: str, prefix: str, *,
-           from_text: bool = False) -> Any:
-    hints = _hints(cls)
-    for key in data:
-        if key not in hints:
-            close = difflib.get_close_matches(str(key), list(hints), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(hints)})"
-            raise ConfigError(origin, _join(prefix, _short(key, 40) if not isinstance(key, str) else key[:60]),
-                              "unknown key" + hint)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {k: _coerce(v, hints[k], origin, _join(prefix, k), from_text=from_text) for k, v in data.items()}
-    for k, v in kwargs.items():
-        _check_bounds(v, fields[k], origin, _join(prefix, k))
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:  # a section's own cross-field check (__post_init__)
-        raise ConfigError(origin, prefix, str(exc)) from None
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
-# --- layers -------------------------------------------------------------------------------
-def leaves(cls: type = Config, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
-    """Every scalar or list setting as (dotted path, type, field) — for env names and flags."""
-    for f in dataclasses.fields(cls):
-        tp = _hints(cls)[f.name]
-        path = _join(prefix, f.name)
-        if dataclasses.is_dataclass(tp):
-            yield from leaves(tp, path)
-        else:
-            yield path, tp, f
-
-
-def env_name(path: str) -> str:
-    return ENV_PREFIX + path.replace(".", "_").upper()
-
-
-def flag_name(path: str) -> str:
-    return "--" + path.replace("_", "-")
-
-
-def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[last] = value
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-    return out
-
-
-MAX_FILE_BYTES = 1 << 20  # a config or web config file is a few kilobytes
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping; ConfigError (one line) for anything else.
-
-    Shared by the config file and the web config file: unreadable, too big, not UTF-8, invalid
-    YAML, nested too deep, numbers too long for Python to read, or not a mapping.
-    """
-    origin = str(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(origin, "", f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(origin, "", f"expected a file of at most {MAX_FILE_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(origin, "", f"expected UTF-8 text, got an undecodable byte at offset {exc.start}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise ConfigError(origin, where, f"invalid YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(origin, "", "invalid YAML: nested too deep") from None
-    except (ValueError, OverflowError):  # PyYAML's int() of a 5,000-digit number
-        raise ConfigError(origin, "", "invalid YAML value: a number with more than 4300 digits") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(origin, "", f"expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def read_file(path: str | Path) -> dict[str, Any]:
-    """Parse and validate a YAML file; returns its raw mapping (validated against the schema)."""
-    data = read_yaml(path)
-    _build(Config, data, str(path), "")
-    return data
-
-
-def load(*, file: str | Path | None = None, environ: Mapping[str, str] | None = None,
-         flags: Mapping[str, str] | None = None) -> Config:
-    """Resolve the four layers into one validated Config.
-
-    `flags` maps dotted paths to the text given on the command line. Each layer is validated on
-    its own first so an error names the layer it came from.
-    """
-    merged: dict[str, Any] = read_file(file) if file else {}
-    environ = environ or {}
-    by_path = {path: (tp, f) for path, tp, f in leaves()}
-    for layer_name, values in (("env", {p: environ[env_name(p)] for p in by_path if env_name(p) in environ}),
-                               ("flag", dict(flags or {}))):
-        layer: dict[str, Any] = {}
-        for path, text in values.items():
-            origin = f"env {env_name(path)}" if layer_name == "env" else f"flag {flag_name(path)}"
-            tp, f = by_path[path]
-            value = _coerce(text, tp, origin, "", from_text=True)
-            _check_bounds(value, f, origin, "")
-            _set(layer, path, value)
-        merged = _merge(merged, layer)
-    return _build(Config, merged, "config", "")

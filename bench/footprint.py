@@ -70,10 +70,9 @@ for name in sys.argv[3].split(","):
 from kubernetes.client import ApiClient, Configuration, CoreV1Api
 from exporter.app import Exporter
 from exporter.config import load
-from exporter.resilience import ResilienceRegistry
 from exporter.sources.kubernetes import KubernetesWatcher
-registry = ResilienceRegistry()
-app = Exporter(load(flags={"docker.enabled": "false"}), registry=registry)
+app = Exporter(load(flags={"docker.enabled": "false"}))
+registry = app.registry
 configuration = Configuration()
 configuration.host = sys.argv[1]
 watcher = KubernetesWatcher(app.store, registry, host="bench", api_factory=lambda: ApiClient(configuration))

@@ -11,6 +11,9 @@ from typing import Mapping
 
 from exporter.state import ContainerRecord, Reason
 
+_new = object.__new__
+_set = object.__setattr__
+
 CRASH_LOOP_RESET = 600.0   # kubelet: back-off resets after 10 minutes without a crash
 OOM_EXIT = 137              # 128 + SIGKILL: how the kernel's OOM kill of the main process exits
 SAME_CYCLE = 0.1            # a `start` this close to the inspected StartedAt is that same start
@@ -65,10 +68,10 @@ class Run:
 
     def but(self, **changes: object) -> "Run":
         """A copy with `changes` (dataclasses.replace without its per-call introspection)."""
-        new = object.__new__(Run)
-        state = new.__dict__
-        state.update(self.__dict__)
+        state = self.__dict__.copy()
         state.update(changes)
+        new = _new(Run)
+        _set(new, "__dict__", state)  # frozen: past __setattr__, as dataclasses itself does
         return new
 
 
@@ -101,8 +104,8 @@ class Life:
 
     def copied(self) -> "Life":
         """A copy to change (runs are frozen and labels replaced whole: a shallow copy is one)."""
-        new = object.__new__(Life)
-        new.__dict__.update(self.__dict__)
+        new = _new(Life)
+        new.__dict__ = self.__dict__.copy()  # one copy of the table, not a dict filled key by key
         return new
 
     def book(self, run: Run, **changes: object) -> Run:

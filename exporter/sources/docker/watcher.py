@@ -312,16 +312,17 @@ class DockerWatcher:
         restarts the policy scheduled that never started (asked of the engine: see
         DockerLifecycle.restart_overdue)."""
         now = self.clock()
-        client = self._client
+        engine_now = now + self._clock_offset  # a restart is due on the engine's clock
         for record in self.store.records():
-            if (record.source.value == SOURCE and self._up and client is not None
-                    and self.lifecycle.restart_overdue(record, now + self._clock_offset)):
-                with self._apply:
-                    if self.lifecycle.restart_overdue(self.store.get(record.key) or record, now + self._clock_offset):
+            if record.source.value != SOURCE:
+                continue
+            if self._up and self._client is not None and self.lifecycle.restart_overdue(record, engine_now):
+                with self._apply:  # asked again under the lock: an event may have brought the start
+                    current = self.store.get(record.key)
+                    if current is not None and self.lifecycle.restart_overdue(current, engine_now):
                         self.rechecks += 1
                         self._adopt(record.key)
-                continue
-            if record.source.value == SOURCE and record.reason is Reason.CRASH_LOOP_BACK_OFF:
+            elif record.reason is Reason.CRASH_LOOP_BACK_OFF:
                 self.store.update(record.key, lambda r: self.lifecycle.settle(r, now),
                                   message="crash loop over: ran 10 minutes without crashing")
 

@@ -147,6 +147,9 @@ class DockerConfig:
     label_allowlist: list[str] = field(default_factory=list, metadata=_doc(
         "Container labels copied into workload_container_labels (none by default)."))
     reconnect_max_backoff: Duration = field(default=Duration(30), metadata=_doc("Longest wait between reconnects.", gt=0))
+    cgroup_root: str = field(default="/sys/fs/cgroup", metadata=_doc(
+        "Where the host's cgroup tree is seen: running containers' OOM kill counters are read there "
+        "(the engine loses some); empty: off."))
     pull_guard: PullGuardConfig = field(default_factory=PullGuardConfig)
 
 

@@ -77,7 +77,8 @@ def build_sources(store: StateStore, registry: ResilienceRegistry, *, host: str,
 
         sources.append(DockerWatcher(
             store, registry, host=host, base_url=address, max_containers=docker.max_containers,
-            label_allowlist=tuple(docker.label_allowlist), reconnect_max_backoff=float(docker.reconnect_max_backoff)))
+            label_allowlist=tuple(docker.label_allowlist), reconnect_max_backoff=float(docker.reconnect_max_backoff),
+            cgroup_root=docker.cgroup_root))
         log.info("docker source enabled", extra={"fields": {"address": address}})
         if docker.pull_guard.enabled:
             sources.append(_pull_guard(docker.pull_guard, store, host, address))

@@ -19,9 +19,8 @@ def test_every_oom_kill_of_every_shape_is_counted_exactly_once() -> None:
     table = oom.summary(outcomes)
     assert {o.shape for o in outcomes} == {*oom.SHAPES, "burst", "before"}, table
     assert sum(o.truth for o in outcomes) >= 25, table
-    # A child's OOM kill leaves no exit: when the engine loses its `oom` event too (it does under
-    # load; bench.oom reports how often), nothing the engine's API says shows it.
-    unseen = [o for o in outcomes if o.shape == "child" and o.oom_events == 0]
-    assert all(o.ok for o in outcomes if o not in unseen), f"{table}\n" + "\n".join(lines)
+    # A child's OOM kill leaves no exit, and the engine under load sometimes sends no `oom` for it
+    # either: the kernel's counter in the container's cgroup still shows it (cgroup.py).
+    assert all(o.ok for o in outcomes), f"{table}\n" + "\n".join(lines)
     for child in (o for o in outcomes if o.shape == "child"):
-        assert child.running and child.exits == 0 and child.oom_kills == (0 if child in unseen else 1), child
+        assert child.running and child.exits == 0 and child.oom_kills == 1, child

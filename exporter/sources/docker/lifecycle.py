@@ -55,6 +55,7 @@ __all__ = ["CRASH_LOOP_RESET", "DockerLifecycle", "INFERRED_OOM", "RESTART_OVERD
 ENGINE_RESTART_DELAY = Exponential(base=0.1, factor=2.0, cap=60.0)  # dockerd restartmanager
 ENGINE_DELAY_RESET = 10.0  # dockerd resets its restart delay after a run of 10 s
 RESTART_OVERDUE = 10.0      # a scheduled restart not started this long after its expected delay: ask the engine
+CGROUP_LEAD = 0.05          # a run's cgroup is made (runc create) before its StartedAt; a newer run's >= 0.1 s after
 DIE_LAG = 10.0              # the engine stamps a `die` after its exit's cleanup: up to seconds after FinishedAt
 # dockerd's delay before the n-th quick restart in a row, n = 1..32 (capped long before the end)
 _RESTART_DELAYS = tuple(ENGINE_RESTART_DELAY.delay(n) for n in range(1, 33))
@@ -322,6 +323,22 @@ class DockerLifecycle:
         life = record.engine
         return (isinstance(life, Life) and life.restart_scheduled and record.phase is Phase.WAITING
                 and record.next_retry_at is not None and now > record.next_retry_at + RESTART_OVERDUE)
+
+    @staticmethod
+    def kernel_oom(record: ContainerRecord, cgroup_created: float) -> ContainerRecord:
+        """The kernel counted an OOM kill in the cgroup the runtime made at `cgroup_created` (engine
+        clock; see cgroup.py): the current run's one OOM kill, if the engine has not reported it.
+        Nothing else changes: a child's kill leaves the container Running, and a main process's
+        exit is classified OOMKilled by the `die` that follows (as after an `oom` event)."""
+        life = record.engine
+        if not isinstance(life, Life) or record.phase is not Phase.RUNNING:
+            return record
+        run = life.run
+        if run.oom or run.started is None or cgroup_created > run.started + CGROUP_LEAD:
+            return record  # counted, never started, or the cgroup of a newer run whose start is still on its way
+        life = life.copied()
+        life.book(life.run, oom=True)
+        return record.evolve(engine=life, oom_kills=record.oom_kills + 1)
 
     @staticmethod
     def settle(record: ContainerRecord, now: float) -> ContainerRecord:

@@ -22,6 +22,8 @@ from exporter.sources.stream import event_lines, log_connection
 from exporter.sources.docker.events import (CONTAINER_ACTIONS, NETWORK_ACTIONS, PODMAN_FILTER_ACTIONS, DockerEvent,
                                             MalformedEvent, parse_event)
 from exporter.sources.timestamps import parse_timestamp
+from exporter.sources.docker.cgroup import OomKillCounter
+from exporter.sources.docker.life import Life
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import Phase, Reason, StateStore
 
@@ -30,7 +32,7 @@ _decode = orjson.loads
 SOURCE = "docker"
 _ACTIONS = frozenset(CONTAINER_ACTIONS)
 _BY_INSPECT = frozenset({"create", "update", "destroy"})  # actions not applied by the lifecycle alone
-SETTLE_EVERY = 15.0  # seconds between checks that end crash loops after 10 quiet minutes
+SETTLE_EVERY = 5.0  # seconds between checks of what no event announces (settle)
 # The engine stamps an event before it takes the lock that publishes it, so under load its stream
 # is not in time order across containers (seen: 0.3 s out of order with 15 containers OOM-killed
 # at once; 2 s is the margin). An event is a replay if it was seen in the last REPLAY_WINDOW, and a reconnect
@@ -49,8 +51,8 @@ class DockerWatcher:
 
     def __init__(self, store: StateStore, registry: ResilienceRegistry, *, host: str, base_url: str | None,
                  max_containers: int = 5000, label_allowlist: tuple[str, ...] = (),
-                 reconnect_max_backoff: float = 30.0, clock: Callable[[], float] = time.time,
-                 client_factory: Callable[[], Any] | None = None) -> None:
+                 reconnect_max_backoff: float = 30.0, cgroup_root: str = "/sys/fs/cgroup",
+                 clock: Callable[[], float] = time.time, client_factory: Callable[[], Any] | None = None) -> None:
         self.store = store
         self.lifecycle = DockerLifecycle(host, label_allowlist=label_allowlist)
         self._reduce = self.lifecycle.apply
@@ -58,6 +60,7 @@ class DockerWatcher:
         self.breaker = registry.breaker("docker:engine")
         self.backoff = FullJitter(0.5, reconnect_max_backoff)
         self.clock = clock
+        self.oom_counter = OomKillCounter(cgroup_root) if cgroup_root else None
         self._client_factory = client_factory or (lambda: docker.APIClient(base_url=base_url, version="auto", timeout=30))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,6 +197,8 @@ class DockerWatcher:
                 ids.append(cid)
         self.store.retain(ids, source=SOURCE)
         self._ids = set(ids)
+        if self.oom_counter is not None:
+            self.oom_counter.forget(self._ids)
 
     def _inspect_into_store(self, client: Any, cid: str, *, state: bool = True) -> bool:
         """Inspect one container into the store; `state=False` takes its identity and config only."""
@@ -276,6 +281,8 @@ class DockerWatcher:
             self.lifecycle.apply(event, store.get(cid))  # type: ignore[arg-type]
             store.remove(cid)
             self._ids.discard(cid)
+            if self.oom_counter is not None:
+                self.oom_counter.forget_one(cid)
         else:  # a create of a known container, or a container adopted just now
             store.apply_event(cid, self._reduce, event, source=SOURCE)
             return
@@ -310,12 +317,15 @@ class DockerWatcher:
     def settle(self) -> None:
         """Time-driven changes no event announces: crash loops ending after 10 quiet minutes, and
         restarts the policy scheduled that never started (asked of the engine: see
-        DockerLifecycle.restart_overdue)."""
+        DockerLifecycle.restart_overdue), and OOM kills only the kernel counted (cgroup.py)."""
         now = self.clock()
         engine_now = now + self._clock_offset  # a restart is due on the engine's clock
+        counter = self.oom_counter
         for record in self.store.records():
             if record.source.value != SOURCE:
                 continue
+            if counter is not None and record.phase is Phase.RUNNING:
+                self._kernel_oom(counter, record)
             if self._up and self._client is not None and self.lifecycle.restart_overdue(record, engine_now):
                 with self._apply:  # asked again under the lock: an event may have brought the start
                     current = self.store.get(record.key)
@@ -326,3 +336,17 @@ class DockerWatcher:
                 self.store.update(record.key, lambda r: self.lifecycle.settle(r, now),
                                   message="crash loop over: ran 10 minutes without crashing")
 
+
+    def _kernel_oom(self, counter: OomKillCounter, record: Any) -> None:
+        """Book the current run's OOM kill if its cgroup counted one the engine did not report."""
+        life = record.engine
+        if not isinstance(life, Life) or life.run.oom:
+            return
+        found = counter.read(record.key)
+        if not found:
+            return
+        kills, created = found
+        if kills:
+            with self._apply:  # after the events that may already have reported it
+                self.store.update(record.key, lambda r: self.lifecycle.kernel_oom(r, created + self._clock_offset),
+                                  message="OOM kill counted by the kernel (cgroup oom_kill), not reported by the engine")

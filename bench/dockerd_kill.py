@@ -631,8 +631,11 @@ def host_mounts(root: Path) -> list[str]:
 
 
 def run_trials(trials: int, *, seed: int = 8, log: Callable[[str], None] = lambda line: None) -> Result:
-    """The whole trial on a dockerd of its own, closed afterwards; leftovers are in the result."""
-    engine = PrivateDockerd()
+    """The whole trial on a dockerd of its own, closed afterwards; leftovers are in the result.
+
+    vfs storage: after a kill -9 the old containers' shims keep their mount namespace (dockerd runs
+    in one of its own), where overlay2 would hold their mounts over the restarted engine's."""
+    engine = PrivateDockerd(storage="vfs")
     try:
         engine.start()
         engine.build_testbox()

@@ -100,10 +100,9 @@ class Life:
     running_finished: float | None = None  # FinishedAt of an inspect that found it running again
     run: Run = field(default_factory=Run)
     older: Run = field(default_factory=Run)  # runs before the inspected one, replayed after it
-    labels: Mapping[str, str] = field(default_factory=dict)
 
     def copied(self) -> "Life":
-        """A copy to change (runs are frozen and labels replaced whole: a shallow copy is one)."""
+        """A copy to change (runs are frozen: a shallow copy is one)."""
         new = _new(Life)
         new.__dict__ = self.__dict__.copy()  # one copy of the table, not a dict filled key by key
         return new

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
+from exporter.sources.docker.life import NO_RUN
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import ContainerRecord, Reason, Source
 from exporter.state.model import PodMeta
@@ -32,3 +33,11 @@ def test_docker_records_without_allow_listed_labels_share_one_empty_mapping() ->
     one = lifecycle.from_inspect(INSPECT, None)
     other = lifecycle.from_inspect({**INSPECT, "Id": "b" * 64, "Name": "/db"}, None)
     assert one.labels == {} and one.labels is other.labels
+
+
+def test_a_container_inspected_once_has_no_older_run_of_its_own() -> None:
+    lifecycle = DockerLifecycle("h")
+    one = lifecycle.from_inspect(INSPECT, None).engine
+    other = lifecycle.from_inspect({**INSPECT, "Id": "b" * 64}, None).engine
+    assert one.older is other.older is NO_RUN and one.run is not other.run
+    assert one.run.started is not None and not one.run.start_seen

@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from exporter.sources.timestamps import parse_timestamp
-from exporter.sources.docker.life import (OOM_EXIT, SAME_CYCLE, Crash, Life, Run, counted, signal_number,
-                                          termination_reason)
+from exporter.sources.docker.life import (NO_RUN, OOM_EXIT, SAME_CYCLE, Crash, Life, Run, counted,
+                                          signal_number, termination_reason)
 from exporter.state import ContainerRecord, Health, Phase, Reason
 
 COMPOSE_PROJECT = "com.docker.compose.project"
@@ -69,7 +69,7 @@ def _inspected_run(life: Life, started_at: float | None) -> tuple[Run, Run | Non
         return known, None
     if started_at is None and known.started is None:
         return known, None
-    life.older = known if known.started is not None else Run()  # its late events still book against it
+    life.older = known if known.started is not None else NO_RUN  # its late events still book against it
     life.run = Run(started=started_at, start_seen=False)
     return life.run, (known if known.started is not None else None)
 

@@ -75,9 +75,9 @@ class Run:
         return new
 
 
+# No older run: one instance for every Life (a Run is frozen; `Life.book` tells the slots apart
+# by identity, and `run` never holds this one).
 NO_RUN = Run()
-"""No older run: one instance for every Life (a Run is frozen; `Life.book` tells the slots apart
-by identity, and `run` never holds this one)."""
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Life:
     inspected_at: float = 0.0  # engine time the last inspect was sent: older events are in it
     running_finished: float | None = None  # FinishedAt of an inspect that found it running again
     run: Run = field(default_factory=Run)
-    older: Run = field(default_factory=lambda: NO_RUN)  # runs before the inspected one, replayed after it
+    older: Run = NO_RUN  # runs before the inspected one, replayed after it
 
     def copied(self) -> "Life":
         """A copy to change (runs are frozen: a shallow copy is one)."""

@@ -7,7 +7,9 @@
   0 and 10,000 containers give the cost per container. Cluster mode: a fresh interpreter lists
   5,000 pods x 2 containers from the fake API server through the official client into the
   store and answers one gzip scrape. A bare
-  interpreter's RSS is printed beside them (the floor no Python exporter can go under). Only
+  interpreter's RSS is printed beside them (the floor no Python exporter can go under), and so
+  are the floors of the libraries: `import docker` alone, and the runtime libraries a `serve`
+  needs besides (client_python, orjson, http.server), each in a fresh interpreter. Only
   runtime dependencies count: test-only packages that a runtime library would import when
   present (kubernetes_validate) are hidden, as they are absent from `pip wheel .` and the image.
 - idle CPU: a real `python -m exporter` watching a private dockerd with 100 idle containers,
@@ -124,10 +126,18 @@ def cluster_rss_mib(n_pods: int) -> float:
     return int(out.split()[-1]) / 1024
 
 
-def bare_rss_mib() -> float:
-    script = 'print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmRSS:")))'
+def bare_rss_mib(*modules: str) -> float:
+    """VmRSS (MiB) of a fresh interpreter, after importing `modules` (none: the bare interpreter)."""
+    script = "".join(f"import {m}\n" for m in modules) + \
+        'print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmRSS:")))'
     return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                               check=True).stdout) / 1024
+
+
+# What no code of ours can go under: the Docker SDK (requests, urllib3, ssl/OpenSSL, charset_normalizer),
+# then the libraries every `serve` needs besides (client_python, orjson, the stdlib HTTP server).
+DOCKER_SDK = ("docker",)
+RUNTIME_LIBRARIES = ("docker", "prometheus_client", "orjson", "http.server")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -198,6 +208,8 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
     ten_k = min(rss_mib(10 * n_containers, "docker") for _ in range(2))
     cluster = min(cluster_rss_mib(cluster_pods) for _ in range(2))
     bare = bare_rss_mib()
+    sdk = min(bare_rss_mib(*DOCKER_SDK) for _ in range(3))
+    libraries = min(bare_rss_mib(*RUNTIME_LIBRARIES) for _ in range(3))
     per_container = (ten_k - imports_only) * 1024 / (10 * n_containers)
     cpu, idle_rss, setup = idle_cpu(seconds=idle_seconds)
     return [
@@ -209,6 +221,10 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
             "bare python3 interpreter", "<= 60 MB", with_kube * 1.048576 <= 60),
         Row("RSS with 0 containers, Docker only (imports alone)", imports_only, bare, "MiB",
             "bare python3 interpreter", "(informative)"),
+        Row("RSS of `import docker` alone (the SDK the Docker source uses)", sdk, bare, "MiB",
+            "bare python3 interpreter", "(floor)"),
+        Row("RSS of the runtime libraries alone (docker, prometheus_client, orjson, http.server)", libraries, bare,
+            "MiB", "bare python3 interpreter", "(floor)"),
         Row(f"RSS tracking {10 * n_containers:,} containers, Docker only", ten_k, None, "MiB", "", "(informative)"),
         Row("RSS per Docker container (10,000 minus 0, / 10,000)", per_container, None, "KiB", "", "(informative)"),
         Row(f"RSS cluster mode, {cluster_pods:,} pods x 2 containers listed from the fake API server", cluster,

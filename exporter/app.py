@@ -12,24 +12,24 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from exporter import __version__
 from exporter.config import Config, ResilienceConfig, TextfileConfig
-from exporter.device.atomic import WriteCounts
 from exporter.device.components import REGISTRY_TEXTFILE, DeviceSide, agent_textfile_name
-from exporter.device.textfile import TextfileWriter
 from exporter.metrics import ContainerCollector, Exposition, ResilienceCollector, SelfCollector
 from exporter.metrics.device import AgentCollector, TextfileCollector, device_collectors
 from exporter.metrics.exposition import Collector
-from exporter.metrics.textfile import collisions, render_textfile
 from exporter.resilience import BreakerSettings, ResilienceRegistry, RetryBudget
 from exporter.sources import Source, build_sources
 from exporter.state import StateStore
 from exporter.web.limits import connection_cap, raise_open_file_limit
 from exporter.web.server import ExporterHTTPServer, HTTPLimits, serve_in_thread
 from exporter.web.status import StatusView
-from exporter.web.webconfig import load_web_config
+
+if TYPE_CHECKING:
+    from exporter.device.atomic import WriteCounts
+    from exporter.device.textfile import TextfileWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,19 @@ def textfile_writer(settings: TextfileConfig, default_name: str, collectors: Seq
     this file's series from every other writer's there. `counts` is what a TextfileCollector among
     `collectors` already reads.
     """
+    from exporter.device.textfile import TextfileWriter  # a process without a textfile never imports these
+    from exporter.metrics.textfile import collisions, render_textfile
+
     filename = settings.file or default_name
     writer = filename[:-5] if filename.endswith(".prom") else filename
     return TextfileWriter(settings.directory, filename, functools.partial(render_textfile, tuple(collectors), writer),
                           check=collisions, counts=counts)
+
+
+def _write_counts() -> WriteCounts:
+    from exporter.device.atomic import WriteCounts  # textfile writing only
+
+    return WriteCounts()
 
 
 class Exporter:
@@ -66,7 +75,7 @@ class Exporter:
         self.registry = build_registry(config.resilience)
         self.store = StateStore(transitions=config.state.transitions_kept)
         self.device = DeviceSide(host=config.host, agent=config.agent, probes=config.probes, registry=self.registry)
-        counts = WriteCounts() if config.textfile.directory else None
+        counts = _write_counts() if config.textfile.directory else None
         collectors = [
             SelfCollector(self.store),
             ContainerCollector(self.store, label_allowlist=config.docker.label_allowlist,
@@ -95,7 +104,11 @@ class Exporter:
                                      kubernetes=config.kubernetes)
         web = config.web
         host, port = web.listen_address.host_port
-        security = load_web_config(web.config_file) if web.config_file else None
+        security = None
+        if web.config_file:  # TLS and basic auth: imported only for a web config file
+            from exporter.web.webconfig import load_web_config
+
+            security = load_web_config(web.config_file)
         status = StatusView(self.store, self.registry, host=config.host, agent=self.device.agent_status,
                             probes=self.device.probe_status)
         limits = HTTPLimits(max_connections=connection_cap(web.max_connections, raise_open_file_limit()),
@@ -139,7 +152,7 @@ class Agent:
         self.device = DeviceSide(host=config.host, agent=config.agent, probes=(), registry=self.registry)
         assert self.device.agent_status is not None and self.device.runner is not None
         self.runner = self.device.runner
-        counts = WriteCounts()
+        counts = _write_counts()
         collectors = [AgentCollector(self.device.agent_status), ResilienceCollector(self.registry),
                       TextfileCollector([counts])]
         if config.textfile.directory:

@@ -7,7 +7,6 @@ file (`exporter.web.webconfig`) is validated by the same `build`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import typing
@@ -174,6 +173,8 @@ def build(cls: type, data: Mapping[str, Any], origin: str, prefix: str, *,
     known = hints(cls)
     for key in data:
         if key not in known:
+            import difflib  # only a mistyped key pays for it
+
             close = difflib.get_close_matches(str(key), list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(known)})"
             raise ConfigError(origin, key_path(prefix, _short(key, 40) if not isinstance(key, str) else key[:60]),

@@ -10,17 +10,19 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 from exporter.config import AgentConfig, ProbeConfig
-from exporter.device.agent import AgentRunner
-from exporter.device.health import HealthFile, HealthView, read_counters
-from exporter.device.probes import Prober
 from exporter.device.status import AgentStatus, ProbeStatus
-from exporter.device.textfile import TextfilePublisher, TextfileWriter
 from exporter.resilience import ResilienceRegistry
 
-if TYPE_CHECKING:  # apscheduler (4 MiB of RSS) is imported only when an agent is configured
+# Each part is imported only when its section enables it: apscheduler alone is 4 MiB of RSS, and
+# a `serve` watching containers pays for no agent, probe, health.json or textfile code.
+if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
+    from exporter.device.agent import AgentRunner
+    from exporter.device.health import HealthFile
+    from exporter.device.probes import Prober
     from exporter.device.schedule import AgentScheduler
+    from exporter.device.textfile import TextfilePublisher, TextfileWriter
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +47,35 @@ class DeviceSide:
         self.textfile: TextfileWriter | None = None
         self.publisher: TextfilePublisher | None = None
         self.probe_status = ProbeStatus()
-        self.prober = Prober(probes, self.probe_status, registry) if probes else None
+        self.prober: Prober | None = None
+        if probes:
+            from exporter.device.probes import Prober
+
+            self.prober = Prober(probes, self.probe_status, registry)
         if agent.command:
-            self.agent_status = AgentStatus(agent.name, host)
-            self.runner = AgentRunner(agent, self.agent_status, registry)
+            from exporter.device.agent import AgentRunner
             from exporter.device.schedule import build_trigger
 
+            self.agent_status = AgentStatus(agent.name, host)
+            self.runner = AgentRunner(agent, self.agent_status, registry)
             self.trigger: BaseTrigger = build_trigger(every=float(agent.every), jitter=float(agent.jitter), cron=agent.cron)
             if agent.health_file:
+                from exporter.device.health import HealthFile
+
                 self.health = HealthFile(agent.health_file, self.health_document)
                 self.runner.after_run.append(self.health.write)
 
     def health_document(self) -> dict[str, Any]:
         """health.json now: the agent's status snapshot and its breaker."""
+        from exporter.device.health import HealthView
+
         assert self.runner is not None and self.agent_status is not None
         return HealthView.of(self.agent_status.snapshot(), self.runner.breaker, self.runner.command).as_dict()
 
     def attach_textfile(self, writer: TextfileWriter, *, interval: float | None) -> None:
         """Write the textfile after every agent run and, with an `interval`, every interval."""
+        from exporter.device.textfile import TextfilePublisher
+
         self.textfile = writer
         if self.runner is not None:
             self.runner.after_run.append(writer.write)
@@ -87,6 +100,8 @@ class DeviceSide:
         """One run now (counters continue from the previous health.json); returns the agent's exit code."""
         assert self.runner is not None and self.agent_status is not None, "agent.command is empty"
         if self.health is not None:
+            from exporter.device.health import read_counters
+
             previous = read_counters(self.health.path)
             if previous is not None:
                 self.agent_status.restore(**previous)

@@ -27,6 +27,12 @@ K = TypeVar("K", bound=Hashable)
 BLOCK_SIZE = 64  # objects per compressed block: ~7 KB of a family's text
 
 
+def _precedence(claim: tuple[Hashable, Any]) -> tuple[Any, str]:
+    """Of two objects claiming one identity, the higher rank wins; equal ranks, the key's repr (stable)."""
+    key, rank = claim
+    return rank, repr(key)
+
+
 class RenderCache(Generic[K, T]):
     """Per-family maps of key -> rendered sample text for a large, changing set of objects."""
 
@@ -37,7 +43,9 @@ class RenderCache(Generic[K, T]):
         self._prefix = prefix
         self._lookup = lookup
         self._rank = rank or (lambda _obj: 0)
-        self._claims: dict[str, dict[K, Any]] = {}  # prefix -> {key: (rank, key)} of objects with text
+        # prefix -> ((key, rank), ...) of the objects with text; almost always one (a tuple, not a dict:
+        # ~0.25 KB less per object)
+        self._claims: dict[str, tuple[tuple[K, Any], ...]] = {}
         self._prefix_of: dict[K, str] = {}
         self._text: list[dict[K, bytes]] = [{} for _ in self.families]
         self._joined: list[bytes | None] = [None for _ in self.families]  # per family, until it changes
@@ -74,9 +82,10 @@ class RenderCache(Generic[K, T]):
         for key in dirty:
             old = self._prefix_of.pop(key, None)
             if old is not None:
-                claims = self._claims[old]
-                del claims[key]
-                if not claims:
+                rest = tuple(claim for claim in self._claims[old] if claim[0] != key)
+                if rest:
+                    self._claims[old] = rest
+                else:
                     del self._claims[old]
                 affected.add(old)
             obj = self._lookup(key)
@@ -85,7 +94,7 @@ class RenderCache(Generic[K, T]):
             if obj is None or texts is None:
                 self._drop(key)
                 continue
-            self._claims.setdefault(prefix, {})[key] = (self._rank(obj), repr(key))
+            self._claims[prefix] = (*self._claims.get(prefix, ()), (key, self._rank(obj)))
             self._prefix_of[key] = prefix
             rendered[key] = texts
             affected.add(prefix)
@@ -93,8 +102,8 @@ class RenderCache(Generic[K, T]):
             claims = self._claims.get(prefix)
             if not claims:
                 continue
-            winner = max(claims, key=claims.__getitem__)
-            for other in claims:
+            winner = claims[0][0] if len(claims) == 1 else max(claims, key=_precedence)[0]
+            for other, _rank in claims:
                 if other != winner:
                     self._drop(other)  # shadowed by a newer object with the same identity
             texts = rendered.get(winner)

@@ -165,11 +165,12 @@ def _pod_identity(r: ContainerRecord) -> str:
 
 def _owners(r: ContainerRecord) -> Iterable[Sample]:
     """kube_pod_owner's shape: one series per ownerReference, `<none>` for a pod without one."""
-    if not r.pod_primary:
+    meta = r.pod_meta
+    if meta is None:
         return
-    if not r.owners:
+    if not meta.owners:
         yield ("<none>", "<none>", "false"), 1
-    for kind, name, controller in r.owners:
+    for kind, name, controller in meta.owners:
         yield (kind, name, "true" if controller else "false"), 1
 
 
@@ -183,8 +184,8 @@ def pod_labels_family(allowlist: Sequence[str]) -> Family[ContainerRecord]:
     keys = tuple(allowlist)
 
     def samples(r: ContainerRecord) -> Iterable[Sample]:
-        if r.pod_primary:
-            yield tuple(r.pod_labels.get(k, "") for k in keys), 1
+        if r.pod_meta is not None:
+            yield tuple(r.pod_meta.labels.get(k, "") for k in keys), 1
 
     return Family("workload_pod_labels", GAUGE, "Allow-listed labels of the Kubernetes pod (always 1).",
                   tuple(label_name(k) for k in keys), samples)

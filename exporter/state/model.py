@@ -37,6 +37,14 @@ _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
+class PodMeta:
+    """A Kubernetes pod's own facts, rendered once per pod (kube_pod_labels, kube_pod_owner)."""
+
+    labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed pod labels only
+    owners: tuple[tuple[str, str, bool], ...] = ()  # ownerReferences: (kind, name, controller)
+
+
+@dataclass(frozen=True)
 class ContainerRecord:
     """One container as the exporter understands it.
 
@@ -72,18 +80,13 @@ class ContainerRecord:
     started_at: float | None = None
     failures: Mapping[Reason, int] = field(default_factory=lambda: _EMPTY)
     labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed engine labels only
-    # Kubernetes pod-level facts, rendered once per pod from its first container (pod_primary):
-    pod_labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)  # allow-listed pod labels only
-    owners: tuple[tuple[str, str, bool], ...] = ()  # ownerReferences: (kind, name, controller)
-    pod_primary: bool = False
+    pod_meta: PodMeta | None = None  # on a Kubernetes pod's first container only: its pod-level facts
     # What the source's reducer carries beyond the record (Docker: its Life); never exported,
     # never compared: it changes with the record, inside StateStore.update.
     engine: Any = field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        # Rebuilt at its size: the instance dict of a class with this many fields is kept in a
-        # table twice as large (1.6 KB, not 0.8), and every evolved copy would inherit it.
-        _set(self, "__dict__", dict(self.__dict__))
+    # At most 29 fields: CPython 3.11 then shares one key table among all records, and a record's
+    # instance dict holds only its values (~0.3 KB; from 30 fields on, a table of its own: 1.6 KB,
+    # 0.8 KB rebuilt at its size). Evolved copies keep the shared form (tests/unit/test_record_memory.py).
 
     @property
     def remedy(self) -> str:

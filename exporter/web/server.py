@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.metrics import Exposition
@@ -34,8 +34,10 @@ from exporter.web import humanize
 from exporter.web.coalesce import Coalescer
 from exporter.web.limits import ConnectionTable, somaxconn
 from exporter.web.status import StatusDocument
-from exporter.web.webconfig import WebSecurity
 from exporter.web.workers import WorkerPool
+
+if TYPE_CHECKING:  # a server without a web config file never imports it
+    from exporter.web.webconfig import WebSecurity
 
 log = logging.getLogger(__name__)
 Events = Callable[..., list[dict[str, Any]]]

@@ -90,7 +90,8 @@ class WebSecurity:
         self.config = config
         _check_tls(config.tls_server_config, origin)
         self.ssl_context = self._ssl(config.tls_server_config, origin) if config.tls_server_config.cert_file else None
-        self._dummy = self._check_users(config.basic_auth_users, origin)
+        # bcrypt is imported only with users (a TLS-only config never checks a password)
+        self._dummy = self._check_users(config.basic_auth_users, origin) if config.basic_auth_users else b""
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
 

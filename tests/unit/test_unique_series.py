@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from exporter.metrics import ContainerCollector, Exposition
 from exporter.metrics.exposition import render_collectors
-from exporter.state import ContainerRecord, Phase, Reason, Source, StateStore
+from exporter.state import ContainerRecord, Phase, PodMeta, Reason, Source, StateStore
 
 SAMPLE = re.compile(rb"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?) ", re.M)
 NAMES = ("web", "db", "cache")
@@ -58,9 +58,9 @@ def test_no_exposition_ever_holds_two_series_alike(steps: list[tuple[str, int, s
         else:
             store.put(ContainerRecord(key=key, source=source, container=name, host=host, pod="p", namespace="ns",
                                       container_id=key, image=f"img:{index}", phase=Phase.RUNNING,
-                                      reason=Reason.RUNNING, created_at=clock, pod_primary=index % 2 == 0,
-                                      labels=MappingProxyType({"app": name}),
-                                      pod_labels=MappingProxyType({"team": host})))
+                                      reason=Reason.RUNNING, created_at=clock,
+                                      pod_meta=PodMeta(MappingProxyType({"team": host})) if index % 2 == 0 else None,
+                                      labels=MappingProxyType({"app": name})))
         for body in (exposition.render(), exposition.render(openmetrics=True), render_collectors([collector])):
             assert not duplicates(body), duplicates(body)
     # what is shown is the newest record of each identity, and every identity present is shown

@@ -12,12 +12,13 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from exporter.sources.timestamps import parse_timestamp
-from exporter.sources.docker.life import (OOM_EXIT, SAME_CYCLE, Crash, Life, Run, counted, signal_number,
-                                          termination_reason)
+from exporter.sources.docker.life import (NO_RUN, OOM_EXIT, SAME_CYCLE, Crash, Life, Run, counted,
+                                          signal_number, termination_reason)
 from exporter.state import ContainerRecord, Health, Phase, Reason
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})  # shared by every record without allow-listed labels
 
 
 def identity(data: Mapping[str, Any], record: ContainerRecord, life: Life, *, host: str,
@@ -32,13 +33,13 @@ def identity(data: Mapping[str, Any], record: ContainerRecord, life: Life, *, ho
     life.stop_signal = signal_number(config.get("StopSignal"))
     life.memory_limited = int(host_config.get("Memory") or 0) > 0
     life.has_healthcheck = bool((config.get("Healthcheck") or {}).get("Test"))
-    life.labels = {k: labels[k] for k in label_allowlist if k in labels}
+    kept = {k: labels[k] for k in label_allowlist if k in labels}
     cid = data["Id"]
     return record.evolve(
         container=(data.get("Name") or "").lstrip("/"), host=host,
         namespace=labels.get(COMPOSE_PROJECT, ""), pod=labels.get(COMPOSE_SERVICE, ""),
         image=config.get("Image") or data.get("Image", ""), container_id=cid,
-        created_at=parse_timestamp(data.get("Created")), labels=MappingProxyType(dict(life.labels)))
+        created_at=parse_timestamp(data.get("Created")), labels=MappingProxyType(kept) if kept else _NO_LABELS)
 
 
 def status_of(state: Mapping[str, Any], life: Life) -> str:
@@ -68,7 +69,7 @@ def _inspected_run(life: Life, started_at: float | None) -> tuple[Run, Run | Non
         return known, None
     if started_at is None and known.started is None:
         return known, None
-    life.older = known if known.started is not None else Run()  # its late events still book against it
+    life.older = known if known.started is not None else NO_RUN  # its late events still book against it
     life.run = Run(started=started_at, start_seen=False)
     return life.run, (known if known.started is not None else None)
 

@@ -75,6 +75,11 @@ class Run:
         return new
 
 
+# No older run: one instance for every Life (a Run is frozen; `Life.book` tells the slots apart
+# by identity, and `run` never holds this one).
+NO_RUN = Run()
+
+
 @dataclass
 class Life:
     """Crash history, configuration and runs of one container.
@@ -99,11 +104,10 @@ class Life:
     inspected_at: float = 0.0  # engine time the last inspect was sent: older events are in it
     running_finished: float | None = None  # FinishedAt of an inspect that found it running again
     run: Run = field(default_factory=Run)
-    older: Run = field(default_factory=Run)  # runs before the inspected one, replayed after it
-    labels: Mapping[str, str] = field(default_factory=dict)
+    older: Run = NO_RUN  # runs before the inspected one, replayed after it
 
     def copied(self) -> "Life":
-        """A copy to change (runs are frozen and labels replaced whole: a shallow copy is one)."""
+        """A copy to change (runs are frozen: a shallow copy is one)."""
         new = _new(Life)
         new.__dict__ = self.__dict__.copy()  # one copy of the table, not a dict filled key by key
         return new

@@ -30,7 +30,7 @@ from orjson import dumps as _dumps
 from typing import Any, Callable, Mapping
 
 from exporter.sources.timestamps import parse_timestamp
-from exporter.state import ContainerRecord, Health, Phase, Reason, Source
+from exporter.state import ContainerRecord, Health, Phase, PodMeta, Reason, Source
 
 KEY_PREFIX = "k8s:"
 DEFAULT_WAITING = "ContainerCreating"  # kubelet: the waiting reason of a container not yet created
@@ -186,19 +186,18 @@ class PodMapper:
         self._pods[(namespace, name)] = (status_seen, node, tuple(r.key for r in out), images)
         return out
 
-    def _pod_meta(self, meta: Mapping[str, Any]) -> tuple[dict[str, str], tuple[tuple[str, str, bool], ...]]:
+    def _pod_meta(self, meta: Mapping[str, Any]) -> PodMeta:
         """Allow-listed labels and the ownerReferences (kind, name, controller) of a pod."""
         labels = meta.get("labels") or {}
         kept = {k: _text(labels[k], f"metadata.labels.{k}") for k in self.label_allowlist if k in labels}
         owners = tuple((_text(o.get("kind"), "ownerReferences.kind"), _text(o.get("name"), "ownerReferences.name"),
                         o.get("controller") is True)
                        for o in meta.get("ownerReferences") or () if type(o) is dict)
-        return kept, owners
+        return PodMeta(MappingProxyType(kept), owners) if kept else PodMeta(owners=owners)
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
                    init: bool, *, namespace: str, pod: str, node: str, pod_reason: str | None,
-                   pod_message: str, meta: tuple[dict[str, str], tuple[tuple[str, str, bool], ...]],
-                   primary: bool) -> ContainerRecord:
+                   pod_message: str, meta: PodMeta, primary: bool) -> ContainerRecord:
         """One container's record, built with a single copy of the old one (pod-level facts included)."""
         state = cs.get("state") or {}
         last = (cs.get("lastState") or {}).get("terminated")
@@ -255,7 +254,7 @@ class PodMapper:
                 counts[failure] = counts.get(failure, 0) + 1
             changes["failures"] = MappingProxyType(counts)
         return record.evolve(
-            pod_labels=meta[0], owners=meta[1], pod_primary=primary,
+            pod_meta=meta if primary else None,
             host=node, namespace=namespace, pod=pod,
             image=_text(cspec.get("image"), "containers.image") or _text(cs.get("image"), "containerStatuses.image"),
             container_id=_text(cs.get("containerID"), "containerID"), phase=phase, reason=reason,

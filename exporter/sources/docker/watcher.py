@@ -32,7 +32,7 @@ _decode = orjson.loads
 SOURCE = "docker"
 _ACTIONS = frozenset(CONTAINER_ACTIONS)
 _BY_INSPECT = frozenset({"create", "update", "destroy"})  # actions not applied by the lifecycle alone
-SETTLE_EVERY = 5.0  # seconds between checks of what no event announces (settle)
+SETTLE_EVERY = 15.0  # seconds between checks of what no event announces (settle)
 # The engine stamps an event before it takes the lock that publishes it, so under load its stream
 # is not in time order across containers (seen: 0.3 s out of order with 15 containers OOM-killed
 # at once; 2 s is the margin). An event is a replay if it was seen in the last REPLAY_WINDOW, and a reconnect

@@ -101,11 +101,11 @@ class ContainerRecord:
             return self.raw_reason
         return reason._value_  # Enum's `value` is a Python-level property: read per event
 
-    def with_failure(self, reason: Reason, count: int = 1) -> "ContainerRecord":
-        """A copy with the failures counter for `reason` raised by `count`."""
+    def with_failure(self, failure: Reason, count: int = 1, **changes: object) -> "ContainerRecord":
+        """A copy with the failures counter for `failure` raised by `count`, and `changes` (one copy)."""
         failures = dict(self.failures)
-        failures[reason] = failures.get(reason, 0) + count
-        return self.evolve(failures=MappingProxyType(failures))
+        failures[failure] = failures.get(failure, 0) + count
+        return self.evolve(failures=MappingProxyType(failures), **changes)
 
     def evolve(self, **changes: object) -> "ContainerRecord":
         """A copy with `changes`: dataclasses.replace without its per-call introspection.

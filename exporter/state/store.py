@@ -128,7 +128,11 @@ class StateStore:
             self._records[key] = new
             if new.reason is not old.reason or new.raw_reason != old.raw_reason:
                 self._record_transition(old, new, "")
-            self._notify(key, new)
+            for listener in self._listeners:  # _notify, inline: once per event
+                try:
+                    listener(key, new)
+                except Exception:
+                    log.exception("state listener failed for %s", key)
         return new
 
     def remove(self, key: str) -> ContainerRecord | None:
@@ -161,11 +165,9 @@ class StateStore:
         after = new.display_reason if new else ""
         if before == after:
             return
-        self._transitions.append(Transition(
-            at=self._clock(), key=ref.key, source=ref.source._value_, host=ref.host,
-            namespace=ref.namespace, pod=ref.pod, container=ref.container,
-            from_reason=before, to_reason=after, message=message or (new.message if new else ""),
-        ))
+        self._transitions.append(Transition(  # positional: a third of the events on the ingest path make one
+            self._clock(), ref.key, ref.source._value_, ref.host, ref.namespace, ref.pod, ref.container,
+            before, after, message or (new.message if new else "")))
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, key: str) -> ContainerRecord | None:

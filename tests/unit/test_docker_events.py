@@ -12,7 +12,7 @@ from exporter.sources.docker.events import DockerEvent
 from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.lifecycle import CRASH_LOOP_RESET, DockerLifecycle
 from exporter.sources.docker.watcher import DockerWatcher
-from exporter.state import Phase, Reason, StateStore
+from exporter.state import Health, Phase, Reason, StateStore
 
 CID = "c" * 64
 
@@ -49,6 +49,25 @@ def test_crash_loop_starts_on_the_second_crash_and_ends_after_ten_quiet_minutes(
     assert life.settle(r, t0 + 1.3 + CRASH_LOOP_RESET - 1) is r
     settled = life.settle(r, t0 + 1.3 + CRASH_LOOP_RESET + 1)
     assert settled.reason is Reason.RUNNING and settled.failures[Reason.CRASH_LOOP_BACK_OFF] == 1
+
+
+def test_unhealthy_is_counted_once_per_entry_and_a_repeated_status_changes_nothing() -> None:
+    store = StateStore()
+    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
+    store.put(watcher.lifecycle.from_inspect(inspect(), None))
+    changes: list[str] = []
+    store.subscribe(lambda key, record: changes.append(key))
+    t = 1767225601.0
+    for i, (action, health) in enumerate([("health_status", "healthy"), ("health_status", "healthy"),
+                                          ("health_status", "unhealthy"), ("health_status", "unhealthy"),
+                                          ("pause", ""), ("pause", ""), ("unpause", ""), ("unpause", ""),
+                                          ("health_status", "healthy"), ("health_status", "unhealthy")]):
+        watcher.handle(ev(action, t + i, health=health))
+    r = store.get(CID)
+    assert r is not None and r.reason is Reason.UNHEALTHY and r.health is Health.UNHEALTHY
+    assert r.failures[Reason.UNHEALTHY] == 2  # entered twice; a repeated unhealthy status is no new entry
+    assert len(changes) == 6  # the repeats (healthy, unhealthy, pause, unpause) left the record as it was
+    assert store.sources()[0].events == {"ok": 10}
 
 
 def test_a_stop_is_not_a_scheduled_restart() -> None:

@@ -27,6 +27,8 @@ class Loop(Enum):
     CRASHED = "crashed"      # one crash: restarted, not (yet) a loop
     BACK_OFF = "back-off"    # crashed again within CRASH_LOOP_RESET: CrashLoopBackOff
 
+    __hash__ = object.__hash__  # members are singletons: LOOP's keys hash in C, not by Enum's hash(name)
+
 
 class Crash(Enum):
     """What moves a container through `Loop`."""
@@ -36,6 +38,8 @@ class Crash(Enum):
     INSPECTED_FIRST = "an inspect finds it restarting, RestartCount 0"
     INSPECTED_AGAIN = "an inspect finds it restarting, RestartCount >= 1"
     QUIET = "ran CRASH_LOOP_RESET without crashing"
+
+    __hash__ = object.__hash__
 
 
 # Every transition, as the breaker's are (resilience/breaker.py): (state, what happened) -> state.
@@ -75,9 +79,14 @@ class Run:
         return new
 
 
-# No older run: one instance for every Life (a Run is frozen; `Life.book` tells the slots apart
-# by identity, and `run` never holds this one).
+# No run: one instance for every Life's empty `older` slot (a Run is frozen; `Life.book` tells the
+# slots apart by identity, so `run` never holds this one: runs are made with run_from).
 NO_RUN = Run()
+
+
+def run_from(started: float) -> Run:
+    """A run begun at `started`: a copy of NO_RUN (half the cost of the frozen __init__, per start)."""
+    return NO_RUN.but(started=started)
 
 
 @dataclass

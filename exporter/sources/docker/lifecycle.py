@@ -46,8 +46,8 @@ from typing import Any, Callable, Mapping
 from exporter.resilience import Exponential
 from exporter.sources.docker import inspected
 from exporter.sources.docker.events import DockerEvent
-from exporter.sources.docker.life import (CRASH_LOOP_RESET, EXIT_STAMP, OOM_EXIT, SAME_CYCLE, Crash, Life, Loop,
-                                          Run, counted, life_of, termination_reason)
+from exporter.sources.docker.life import (CRASH_LOOP_RESET, EXIT_STAMP, NO_RUN, OOM_EXIT, SAME_CYCLE, Crash, Life,
+                                          Loop, Run, counted, life_of, run_from, termination_reason)
 from exporter.state import ContainerRecord, Health, Phase, Reason, Source
 
 __all__ = ["CRASH_LOOP_RESET", "DockerLifecycle", "INFERRED_OOM", "RESTART_OVERDUE"]
@@ -66,7 +66,6 @@ def _restart_delay(quick_exits: int) -> float:
     return _RESTART_DELAYS[min(max(quick_exits, 1), len(_RESTART_DELAYS)) - 1]
 
 
-_ALWAYS_CHANGE_LIFE = frozenset({"start", "die"})  # kill, oom and stop copy the Life when they change it
 INFERRED_OOM = "OOMKilled (inferred: exit 137 under a memory limit, and the engine sent no kill)"
 
 
@@ -106,7 +105,8 @@ class DockerLifecycle:
         """The record after `event`; None means the container is gone (destroy).
 
         Copy on write: a step that changes the Life takes a copy first and hands it on in the
-        record it returns; `start` and `die` always change it, the others only sometimes."""
+        record it returns; `start` and `die` always change it (the step gets the copy), the
+        others copy it only when they change it. A step that changes nothing returns `record`."""
         action = event.action
         if action == "destroy":
             return None
@@ -114,29 +114,31 @@ class DockerLifecycle:
         if life is None:
             life = Life()
             record = record.evolve(engine=life)
-        if action not in _ALWAYS_CHANGE_LIFE:
-            return self._reduce(event, record, life)
+        step = self._steps.get(action)
+        if step is None:
+            return record  # create, restart: the inspect and the other events tell
+        reduce, always_changes_life = step
+        if not always_changes_life:
+            return reduce(event, record, life)
         life = life.copied()
-        new = self._reduce(event, record, life)
+        new = reduce(event, record, life)
         return new if new.engine is life else new.evolve(engine=life)
 
-    def _reduce(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
-        step = self._steps.get(event.action)
-        return record if step is None else step(event, record, life)  # create, restart: the others tell
-
-    def _steps_by_action(self) -> dict[str, Callable[[DockerEvent, ContainerRecord, Life], ContainerRecord]]:
-        """One handler per action, looked up once per event (built once per lifecycle)."""
-        return {"start": self._start, "die": self._die, "oom": self._oom, "kill": self._kill,
-                "health_status": self._health, "pause": self._pause, "unpause": self._unpause,
-                "rename": self._rename, "stop": self._stop, "cleanup": self._cleanup}
+    def _steps_by_action(self) -> dict[str, tuple[Callable[[DockerEvent, ContainerRecord, Life], ContainerRecord], bool]]:
+        """Per action: its handler, and whether it always changes the Life (looked up once per event)."""
+        return {"start": (self._start, True), "die": (self._die, True), "oom": (self._oom, False),
+                "kill": (self._kill, False), "health_status": (self._health, False), "pause": (self._pause, False),
+                "unpause": (self._unpause, False), "rename": (self._rename, False), "stop": (self._stop, False),
+                "cleanup": (self._cleanup, False)}
 
     @staticmethod
     def _kill(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         stop = event.signal == life.stop_signal  # the engine's ExitOnNext: a stop, no restart follows
-        if life.run_of(event.time).killed and (life.exit_on_next or not stop):
+        run = life.run_of(event.time)
+        if run.killed and (life.exit_on_next or not stop):
             return record
-        life = life.copied()
-        life.book(life.run_of(event.time), killed=True)
+        life = life.copied()  # holds the same runs: `run` is booked in its slot of the copy
+        life.book(run, killed=True)
         life.exit_on_next = life.exit_on_next or stop
         return record.evolve(engine=life)
 
@@ -144,12 +146,15 @@ class DockerLifecycle:
     # already shows is in it.
     @staticmethod
     def _pause(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
-        return record if event.time < life.inspected_at else record.evolve(reason=Reason.PAUSED)
+        if event.time < life.inspected_at or record.reason is Reason.PAUSED:
+            return record
+        return record.evolve(reason=Reason.PAUSED)
 
     def _unpause(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         if event.time < life.inspected_at:
             return record
-        return record.evolve(reason=self._running_reason(record.reason, record.health, life))
+        reason = self._running_reason(record.reason, record.health, life)
+        return record if reason is record.reason else record.evolve(reason=reason)
 
     @staticmethod
     def _rename(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
@@ -182,27 +187,28 @@ class DockerLifecycle:
             return record  # its run's one OOM kill is counted (by the inspect, an inference or an earlier oom)
         life = life.copied()
         run = life.book(run, oom=True)
-        record = record.evolve(engine=life, oom_kills=record.oom_kills + 1)
         if run is life.run and run.exit_counted and record.last_exit_code == OOM_EXIT:
             # The engine sent this run's `oom` after its `die` (both come from containerd, either
             # first) and nothing let the exit be inferred: its one failure is counted, as an exit.
-            return record.evolve(last_terminated_reason=Reason.OOM_KILLED,
+            return record.evolve(engine=life, oom_kills=record.oom_kills + 1, last_terminated_reason=Reason.OOM_KILLED,
                                  reason=Reason.OOM_KILLED if record.reason is Reason.ERROR else record.reason)
-        return record  # the `die` that follows classifies the exit (a child's OOM leaves it running)
+        # the `die` that follows classifies the exit (a child's OOM leaves it running)
+        return record.evolve(engine=life, oom_kills=record.oom_kills + 1)
 
     def _start(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        t = event.time
         run = life.run
-        if event.time < life.inspected_at:
-            if run.started is not None and event.time < run.started - SAME_CYCLE:
-                life.older = Run(started=event.time)  # an older run, replayed after the inspect
+        if t < life.inspected_at:
+            if run.started is not None and t < run.started - SAME_CYCLE:
+                life.older = run_from(t)  # an older run, replayed after the inspect
             else:
                 life.book(run, start_seen=True)
             return record  # already in the inspected RestartCount and state
-        if not run.start_seen and run.started is not None and event.time - run.started < SAME_CYCLE:
+        if not run.start_seen and run.started is not None and t - run.started < SAME_CYCLE:
             life.book(run, start_seen=True)
             return record  # the inspected run's own start, stamped late
         record = inspected.close_run(record, life, run)
-        life.run, life.older = Run(started=event.time), Run()
+        life.run, life.older = run_from(t), NO_RUN
         restarts = record.restarts
         if life.restart_scheduled:
             life.restart_scheduled = False  # counted when the restart was scheduled
@@ -210,7 +216,7 @@ class DockerLifecycle:
             restarts = 0                    # a manual start: the engine zeroes its RestartCount
         life.started, life.exit_on_next = True, False
         health = Health.STARTING if life.has_healthcheck else Health.NONE
-        return record.evolve(engine=life, phase=Phase.RUNNING, restarts=restarts, started_at=event.time, next_retry_at=None,
+        return record.evolve(engine=life, phase=Phase.RUNNING, restarts=restarts, started_at=t, next_retry_at=None,
                              health=health, message="", reason=self._running_reason(record.reason, health, life))
 
     @staticmethod
@@ -249,27 +255,21 @@ class DockerLifecycle:
         return record if closed and reason is Reason.OOM_KILLED else counted(record, reason)
 
     def _die(self, event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
+        t = event.time
         exit_code = event.exit_code if event.exit_code is not None else -1
         run = life.run
-        if run.started is not None and event.time < run.started - EXIT_STAMP:
+        if run.started is not None and t < run.started - EXIT_STAMP:
             return self._older_die(event, record, life, exit_code, life.older)
-        if (run.finished is not None and run.finished - EXIT_STAMP <= event.time < run.finished + DIE_LAG
+        if (run.finished is not None and run.finished - EXIT_STAMP <= t < run.finished + DIE_LAG
                 and exit_code == record.last_exit_code):
             life.book(run, finished=None)
             return record  # the inspected exit itself, counted at inspect
-        if event.time < life.inspected_at:
+        if t < life.inspected_at:
             return self._older_die(event, record, life, exit_code, run)
         reason, inferred = self._exit_reason(exit_code, run, life)
-        failures = [reason] if reason.is_failure else []
-        oom_kills = record.oom_kills
-        if inferred:
-            run, oom_kills = life.book(run, oom=True), oom_kills + 1
-        life.book(run, exit_counted=True, exit_at=event.time)
-        ran_for = event.time - record.started_at if record.started_at else 0.0
+        life.book(run, exit_counted=True, exit_at=t, oom=run.oom or inferred)
+        ran_for = t - record.started_at if record.started_at else 0.0
         life.quick_exits = life.quick_exits + 1 if ran_for < ENGINE_DELAY_RESET else 1
-        changes: dict[str, object] = {"last_exit_code": exit_code, "last_terminated_reason": reason,
-                                      "last_terminated_at": event.time, "oom_kills": oom_kills,
-                                      "message": INFERRED_OOM if inferred else ""}
         crashed = exit_code != 0
         restarts_again = not life.exit_on_next and (
             life.policy in ("always", "unless-stopped")
@@ -278,40 +278,44 @@ class DockerLifecycle:
         life.exit_on_next = False
         life.restart_scheduled = restarts_again
         if crashed:
-            recent = life.last_crash_at is not None and event.time - life.last_crash_at < CRASH_LOOP_RESET
+            recent = life.last_crash_at is not None and t - life.last_crash_at < CRASH_LOOP_RESET
             life.crashed(Crash.CRASH if recent else Crash.LATE_CRASH)
-            life.last_crash_at = event.time
-        if not restarts_again:
-            changes.update(phase=Phase.TERMINATED, reason=reason, next_retry_at=None)
-        else:
-            changes.update(restarts=record.restarts + 1, phase=Phase.WAITING, reason=reason,
-                           next_retry_at=event.time + _restart_delay(life.quick_exits))
+            life.last_crash_at = t
+        failures = [reason] if reason.is_failure else []
+        shown, message = reason, INFERRED_OOM if inferred else ""
+        if restarts_again:
+            phase, restarts, next_retry_at = Phase.WAITING, record.restarts + 1, t + _restart_delay(life.quick_exits)
             if crashed and life.looping:
                 if record.reason is not Reason.CRASH_LOOP_BACK_OFF:
                     failures.append(Reason.CRASH_LOOP_BACK_OFF)
-                changes.update(reason=Reason.CRASH_LOOP_BACK_OFF,
-                               message=f"back-off restarting failed container (exit {exit_code})")
+                shown, message = Reason.CRASH_LOOP_BACK_OFF, f"back-off restarting failed container (exit {exit_code})"
+        else:
+            phase, restarts, next_retry_at = Phase.TERMINATED, record.restarts, None
+        counts = record.failures
         if failures:
-            counts = dict(record.failures)
+            counts = dict(counts)
             for failure in failures:
                 counts[failure] = counts.get(failure, 0) + 1
-            changes["failures"] = MappingProxyType(counts)
-        return record.evolve(engine=life, **changes)
+            counts = MappingProxyType(counts)
+        return record.evolve(engine=life, last_exit_code=exit_code, last_terminated_reason=reason, last_terminated_at=t,
+                             oom_kills=record.oom_kills + 1 if inferred else record.oom_kills, message=message,
+                             phase=phase, reason=shown, restarts=restarts, next_retry_at=next_retry_at, failures=counts)
 
     @staticmethod
     def _health(event: DockerEvent, record: ContainerRecord, life: Life) -> ContainerRecord:
         if event.time < life.inspected_at:
             return record
-        health = _HEALTH.get(event.health or "")
+        health = _HEALTH.get(event.health)
         if health is None:
             return record
         if record.phase is not Phase.RUNNING or record.reason in (Reason.CRASH_LOOP_BACK_OFF, Reason.PAUSED):
-            return record.evolve(health=health)
-        if health is Health.UNHEALTHY:
-            if record.reason is not Reason.UNHEALTHY:
-                return record.with_failure(Reason.UNHEALTHY).evolve(health=health, reason=Reason.UNHEALTHY)
-            return record.evolve(health=health, reason=Reason.UNHEALTHY)
-        return record.evolve(health=health, reason=Reason.RUNNING)
+            return record if record.health is health else record.evolve(health=health)
+        reason = Reason.UNHEALTHY if health is Health.UNHEALTHY else Reason.RUNNING
+        if record.reason is reason:
+            return record if record.health is health else record.evolve(health=health)
+        if reason is Reason.UNHEALTHY:
+            return record.with_failure(reason, health=health, reason=reason)
+        return record.evolve(health=health, reason=reason)
 
     # -- time ------------------------------------------------------------------------------
     @staticmethod

@@ -107,3 +107,15 @@ def test_units_use_debians_textfile_directory_and_skip_missing_paths() -> None:
         assert all(path.startswith("-/") for path in paths.split()), paths  # missing: skipped, not 226/NAMESPACE
         assert "/var/lib/prometheus/node-exporter" in unit and "/var/lib/node_exporter" not in unit
     assert "StateDirectory=resilience-exporter" in exporter and "StateDirectory=fleet" in agent
+
+
+def test_stopping_the_agent_unit_lets_run_once_end_the_agents_group_first() -> None:
+    # KillMode=mixed: systemd's SIGTERM goes to run-once alone, which forwards it to the agent's
+    # process group and waits agent.kill_grace (tests/integration/test_device_hardening.py shows
+    # that part); systemd's SIGKILL to what is left comes only after TimeoutStopSec.
+    from exporter.config.schema import AgentConfig
+
+    agent = (ROOT / "deploy/systemd/role-agent.service").read_text()
+    assert re.search(r"^KillMode=mixed$", agent, re.M)
+    (timeout,) = re.findall(r"^TimeoutStopSec=(\d+)s$", agent, re.M)
+    assert int(timeout) > float(AgentConfig().kill_grace) + 5

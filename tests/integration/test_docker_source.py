@@ -82,7 +82,9 @@ def test_memory_hog_is_oom_killed_once_with_exit_137(harness: Harness) -> None:
     assert r.reason is Reason.OOM_KILLED and r.last_terminated_reason is Reason.OOM_KILLED
     assert r.oom_kills == 1 and r.failures[Reason.OOM_KILLED] == 1 and r.last_exit_code == 137
     # dockerd under load may lose the OOM (no `oom` event, OOMKilled false): then it was inferred
-    assert harness.dockerd.inspect(name)["State"]["OOMKilled"] is True or r.message == INFERRED_OOM, r
+    # (or the settle tick read the kernel's count between the kill and the exit)
+    assert (harness.dockerd.inspect(name)["State"]["OOMKilled"] is True or r.message == INFERRED_OOM
+            or harness.watcher.kernel_ooms == 1), r
 
 
 def test_failing_health_check_is_unhealthy_and_a_fixed_one_becomes_healthy(harness: Harness) -> None:

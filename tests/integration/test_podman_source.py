@@ -106,7 +106,8 @@ def test_oom_kill_is_inferred_as_podman_sends_no_oom_event(harness: Harness) -> 
     r = harness.wait_record(name, lambda r: r.phase is Phase.TERMINATED, "terminated")
     assert harness.engine.inspect(name)["State"]["OOMKilled"] is False  # Podman does not say so
     assert r.reason is Reason.OOM_KILLED and r.oom_kills == 1 and dict(r.failures) == {Reason.OOM_KILLED: 1}
-    assert "inferred" in r.message and r.last_exit_code == 137
+    # Inferred from the exit, unless the settle tick read the kernel's count between kill and exit.
+    assert ("inferred" in r.message or harness.watcher.kernel_ooms == 1) and r.last_exit_code == 137
 
 
 def test_missing_entrypoint_is_a_start_failure(harness: Harness) -> None:

@@ -63,6 +63,7 @@ def test_a_kill_only_the_kernel_counted_is_the_runs_one_oom_kill(tmp_path: Path)
     record = store.get(CID)
     assert record is not None and record.oom_kills == 1 and record.phase is Phase.RUNNING
     assert record.reason is Reason.RUNNING and not record.failures
+    assert watcher.kernel_ooms == 1
     counter.write_text("oom 2\noom_kill 2\n")                 # one OOM kill per run, as from the engine
     watcher.settle()
     watcher.handle(ev("oom", STARTED + 5))                    # the engine's own report, late

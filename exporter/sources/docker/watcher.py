@@ -76,6 +76,7 @@ class DockerWatcher:
         self._up: bool | None = None
         self.syncs = 0  # completed list+inspect passes: 1 after start, +1 per reconnect
         self.rechecks = 0  # overdue restarts asked of the engine (see settle)
+        self.kernel_ooms = 0  # OOM kills booked from the kernel's cgroup count (see _kernel_oom)
         # Events, relists and the settle thread's re-inspects change records one at a time, so an
         # inspect is never applied between an event it already shows and that event.
         self._apply = threading.RLock()
@@ -348,5 +349,8 @@ class DockerWatcher:
         kills, created = found
         if kills:
             with self._apply:  # after the events that may already have reported it
-                self.store.update(record.key, lambda r: self.lifecycle.kernel_oom(r, created + self._clock_offset),
-                                  message="OOM kill counted by the kernel (cgroup oom_kill), not reported by the engine")
+                before = self.store.get(record.key)
+                after = self.store.update(record.key, lambda r: self.lifecycle.kernel_oom(r, created + self._clock_offset),
+                                          message="OOM kill counted by the kernel (cgroup oom_kill), not reported by the engine")
+                if after is not None and before is not None and after.oom_kills > before.oom_kills:
+                    self.kernel_ooms += 1

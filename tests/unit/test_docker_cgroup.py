@@ -33,8 +33,6 @@ def plant(root: Path, relative: str, text: str, created: float) -> Path:
     (f"libpod_parent/libpod-{CID}", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n"),                  # v2, Podman
 ])
 def test_the_counter_is_found_in_every_engine_layout(tmp_path: Path, relative: str, text: str) -> None:
-    if relative.startswith("memory/"):
-        (tmp_path / "memory").mkdir()
     path = plant(tmp_path, relative, text, STARTED)
     counter = OomKillCounter(tmp_path)
     kills, created = counter.read(CID) or (None, None)

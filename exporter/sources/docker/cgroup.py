@@ -37,9 +37,9 @@ class OomKillCounter:
         else:
             self.base, self.file = root, FILES["v2"]
         self._paths: dict[str, Path] = {}
-        self.available = (self.base / self.file).is_file() or any(
+        visible = (self.base / self.file).is_file() or any(
             (self.base / layout.split("/")[0]).is_dir() for layout in LAYOUTS)
-        if not self.available:
+        if not visible:
             log.info("container cgroups not visible: OOM kills are counted from the engine only",
                      extra={"fields": {"cgroup_root": str(root)}})
 

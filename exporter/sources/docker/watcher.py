@@ -25,7 +25,7 @@ from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.cgroup import OomKillCounter
 from exporter.sources.docker.life import Life
 from exporter.sources.docker.lifecycle import DockerLifecycle
-from exporter.state import Phase, Reason, StateStore
+from exporter.state import ContainerRecord, Phase, Reason, StateStore
 
 log = logging.getLogger(__name__)
 _decode = orjson.loads
@@ -337,8 +337,7 @@ class DockerWatcher:
                 self.store.update(record.key, lambda r: self.lifecycle.settle(r, now),
                                   message="crash loop over: ran 10 minutes without crashing")
 
-
-    def _kernel_oom(self, counter: OomKillCounter, record: Any) -> None:
+    def _kernel_oom(self, counter: OomKillCounter, record: ContainerRecord) -> None:
         """Book the current run's OOM kill if its cgroup counted one the engine did not report."""
         life = record.engine
         if not isinstance(life, Life) or life.run.oom:
@@ -352,5 +351,5 @@ class DockerWatcher:
                 before = self.store.get(record.key)
                 after = self.store.update(record.key, lambda r: self.lifecycle.kernel_oom(r, created + self._clock_offset),
                                           message="OOM kill counted by the kernel (cgroup oom_kill), not reported by the engine")
-                if after is not None and before is not None and after.oom_kills > before.oom_kills:
+                if after is not before:  # kernel_oom changes a record only to book the kill
                     self.kernel_ooms += 1

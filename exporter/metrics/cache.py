@@ -83,9 +83,10 @@ class RenderCache(Generic[K, T]):
         self._prefix = prefix
         self._lookup = lookup
         self._rank = rank or (lambda _obj: 0)
-        # prefix -> keys of the objects with text claiming it; almost always one (a tuple: ranks are
-        # looked up only when there are several, ~0.1 KB less per object than keeping them)
-        self._claims: dict[bytes, tuple[K, ...]] = {}
+        # prefix -> the key of the object claiming it; when several do, all of them are in _rivals
+        # (almost never: a plain key per object is ~0.07 KB less than a tuple of one)
+        self._claims: dict[bytes, K] = {}
+        self._rivals: dict[bytes, tuple[K, ...]] = {}
         self._prefix_of: dict[K, bytes] = {}  # the identity labels the key's kept text was rendered with
         self._packing = Packed(self.families)
         self._text: dict[K, bytes] = {}  # every family's text of the object, packed
@@ -123,11 +124,7 @@ class RenderCache(Generic[K, T]):
         for key in dirty:
             old = self._prefix_of.pop(key, None)
             if old is not None:
-                rest = tuple(other for other in self._claims[old] if other != key)
-                if rest:
-                    self._claims[old] = rest
-                else:
-                    del self._claims[old]
+                self._claim(old, tuple(other for other in self._claimants(old) if other != key))
                 affected.add(old)
             obj = self._lookup(key)
             if obj is None:
@@ -139,12 +136,12 @@ class RenderCache(Generic[K, T]):
             if result is None:
                 self._drop(key)
                 continue
-            self._claims[prefix] = (*self._claims.get(prefix, ()), key)
+            self._claim(prefix, (*self._claimants(prefix), key))
             self._prefix_of[key] = prefix
             rendered[key] = result
             affected.add(prefix)
         for prefix in affected:
-            claims = self._claims.get(prefix)
+            claims = self._claimants(prefix)
             if not claims:
                 continue
             winner = claims[0] if len(claims) == 1 else self._winner(claims)
@@ -158,6 +155,23 @@ class RenderCache(Generic[K, T]):
             if result is not None:
                 self._store(winner, *result)
         return len(dirty)
+
+    def _claimants(self, prefix: bytes) -> tuple[K, ...]:
+        rivals = self._rivals.get(prefix)
+        if rivals is not None:
+            return rivals
+        return (self._claims[prefix],) if prefix in self._claims else ()
+
+    def _claim(self, prefix: bytes, claims: tuple[K, ...]) -> None:
+        """Set the claimants of `prefix` (none: it is free)."""
+        if claims:
+            self._claims[prefix] = claims[0]
+        else:
+            self._claims.pop(prefix, None)
+        if len(claims) > 1:
+            self._rivals[prefix] = claims
+        else:
+            self._rivals.pop(prefix, None)
 
     def _winner(self, claims: tuple[K, ...]) -> K:
         """The highest-ranked of several claimants, ranked as the store holds them now (one gone
@@ -253,7 +267,7 @@ class RenderCache(Generic[K, T]):
         """Objects not rendered because a higher-ranked one has the same identity labels."""
         with self._render_lock:
             self.refresh()
-            return sum(len(claims) - 1 for claims in self._claims.values())
+            return sum(len(claims) - 1 for claims in self._rivals.values())
 
     def bodies(self) -> list[tuple[Family[T], bytes]]:
         """(family, the text of all its objects) for each family, after a refresh.

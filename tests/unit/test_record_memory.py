@@ -45,7 +45,8 @@ def test_a_container_inspected_once_has_no_older_run_of_its_own() -> None:
 
 def test_containers_of_one_compose_service_share_its_project_service_and_image_strings() -> None:
     def inspect(cid: str) -> dict:  # each decoded separately, as two inspects are: equal strings, two objects
-        labels = {"com.docker.compose.project": "".join(["sh", "op"]), "com.docker.compose.service": "".join(["we", "b"])}
+        labels = {"com.docker.compose.project": "".join(["sh", "op"]),
+                  "com.docker.compose.service": "".join(["we", "b"])}
         return {**INSPECT, "Id": cid, "Config": {"Image": "".join(["nginx", ":1"]), "Labels": labels}}
 
     lifecycle = DockerLifecycle("h")

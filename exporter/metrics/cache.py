@@ -31,8 +31,6 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 BLOCK_SIZE = 64  # objects per compressed block: ~7 KB of a family's text
-
-
 MARK = b"\xff"  # never in UTF-8 text: stands for a line's family name and identity labels in kept text
 _SPAN = struct.Struct("<II")
 
@@ -51,7 +49,7 @@ class Packed:
         self._ends = struct.Struct(f"<{len(families) + 1}I")
         self.ends = self._ends.unpack_from  # (start of part 0, end of part 0, end of part 1, ...)
         self.span = _SPAN.unpack_from  # (start, end) of part i, read at offset 4 i
-        self.heads = [f"{family.name}{{".encode() for family in families]  # what a line starts with, before the labels
+        self.heads = [f"{family.name}{{".encode() for family in families]  # a line's start before the labels
 
     def parts(self, texts: list[bytes], prefix: bytes) -> list[bytes]:
         """The texts as kept: each line's start left out (with no identity labels, kept whole)."""

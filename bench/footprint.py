@@ -14,6 +14,10 @@
   present (kubernetes_validate) are hidden, as they are absent from `pip wheel .` and the image.
 - idle CPU: a real `python -m exporter` watching a private dockerd with 100 idle containers,
   scraped every 15 s like Prometheus; utime+stime from /proc/<pid>/stat over 60 s.
+
+`python -m bench.footprint --python PATH` measures with another interpreter that has the package
+installed, e.g. a venv of Debian's /usr/bin/python3 (the image's): `/usr/bin/python3 -m venv V &&
+V/bin/pip install -e .`.
 """
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ from tests.harness import free_port, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 ROOT = Path(__file__).resolve().parent.parent
+# The interpreter every measured process runs: this one, or (`--python`) another with the package
+# installed, e.g. a venv of Debian's /usr/bin/python3 (static libpython, as in the image's base).
+PYTHON = sys.executable
 SCRAPE_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
                   "Accept-Encoding": "gzip"}
 
@@ -101,7 +108,7 @@ def test_only_imports() -> list[str]:
 def rss_mib(n_containers: int, variant: str, scrape: str = "gzip") -> float:
     """VmRSS (MiB) of a fresh interpreter tracking `n_containers` after one scrape; variant "docker"
     or "kube", scrape "gzip" (as Prometheus asks) or "text"."""
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(n_containers), variant,
+    out = subprocess.run([PYTHON, "-c", _RSS_SCRIPT, str(n_containers), variant,
                           ",".join(test_only_imports()), scrape], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, check=True).stdout
     return int(out.split()[-1]) / 1024
@@ -118,7 +125,7 @@ def cluster_rss_mib(n_pods: int) -> float:
         template = load_pod("running")
         for i in range(n_pods):
             api.add(_pod(template, i))
-        out = subprocess.run([sys.executable, "-c", _CLUSTER_SCRIPT, api.url, str(2 * n_pods),
+        out = subprocess.run([PYTHON, "-c", _CLUSTER_SCRIPT, api.url, str(2 * n_pods),
                               ",".join(test_only_imports())], cwd=ROOT,
                              capture_output=True, text=True, timeout=300, check=True).stdout
     finally:
@@ -130,7 +137,7 @@ def bare_rss_mib(*modules: str) -> float:
     """VmRSS (MiB) of a fresh interpreter, after importing `modules` (none: the bare interpreter)."""
     script = "".join(f"import {m}\n" for m in modules) + \
         'print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmRSS:")))'
-    return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    return int(subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=60,
                               check=True).stdout) / 1024
 
 
@@ -167,7 +174,7 @@ def idle_cpu(n_containers: int = 100, seconds: float = 60.0, scrape_every: float
         setup = time.perf_counter() - setup
         port = free_port()
         exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
+            [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
              "--docker.host", engine.url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/metrics"
 
@@ -241,4 +248,8 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    print(format_table(rows(idle_seconds=parser.parse_args().idle_seconds)))
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter of the measured processes (with this package and its dependencies installed)")
+    args = parser.parse_args()
+    PYTHON = args.python
+    print(format_table(rows(idle_seconds=args.idle_seconds)))

@@ -15,6 +15,9 @@ prometheus_client), ``.transport`` (ResilientAdapter for requests). See docs/lib
 """
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .backoff import (
     BackoffStrategy,
     Constant,
@@ -26,14 +29,31 @@ from .backoff import (
 )
 from .breaker import TRANSITIONS, BreakerSnapshot, CircuitBreaker, CircuitState
 from .budget import RetryBudget
-from .clock import FakeClock
 from .errors import TRANSIENT_STATUS, CircuitOpenError, ErrorCode, ResilienceError, classify
 from .keyed import BreakerSettings, KeyedBreakers, KeyedSnapshot
-from .patterns import guard, resilient
 from .registry import REGISTRY, ResilienceRegistry, RetryCounter, RetryOutcome, RetrySnapshot, get_breaker
-from .retry import DEFAULT_RETRY_ON, RetryPolicy
-from .tracker import RetryState, RetryTracker
-from .unavailable import CircuitOpenMiddleware, Unavailable, circuit_open_response
+
+if TYPE_CHECKING:
+    from .clock import FakeClock
+    from .patterns import guard, resilient
+    from .retry import DEFAULT_RETRY_ON, RetryPolicy
+    from .tracker import RetryState, RetryTracker
+    from .unavailable import CircuitOpenMiddleware, Unavailable, circuit_open_response
+
+# Imported on first use (PEP 562): a process that never retries in-process, tracks retries per
+# key, decorates or serves a WSGI app (an exporter watching Docker) does not load them.
+_LAZY = {"FakeClock": "clock", "guard": "patterns", "resilient": "patterns", "DEFAULT_RETRY_ON": "retry",
+         "RetryPolicy": "retry", "RetryState": "tracker", "RetryTracker": "tracker",
+         "CircuitOpenMiddleware": "unavailable", "Unavailable": "unavailable", "circuit_open_response": "unavailable"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BackoffStrategy", "Constant", "DecorrelatedJitter", "EqualJitter", "Exponential", "FullJitter",

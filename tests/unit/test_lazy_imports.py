@@ -23,6 +23,7 @@ DEFERRED = {
     "yaml",                        # ~1 MiB: a config or web config file
     "hypothesis",                  # tests only
     "difflib",                     # the "did you mean" of a mistyped config key
+    "ctypes",                      # ~0.35 MiB: never (the gzip trailer's CRC is combined with zlib.crc32)
     "exporter.web.webconfig",      # web.config_file (TLS, basic auth)
     "exporter.device.agent",       # agent.command
     "exporter.device.health",      # agent.health_file
@@ -34,6 +35,11 @@ DEFERRED = {
     "exporter.sources.kubernetes",
     "exporter.sources.docker.pullguard",  # docker.pull_guard
     "exporter.alertpack",          # `alerts render`
+    "exporter.resilience.retry",   # RetryPolicy: agent.command, probes
+    "exporter.resilience.tracker",  # RetryTracker: docker.pull_guard
+    "exporter.resilience.patterns",  # the library's decorators, never the exporter's own
+    "exporter.resilience.unavailable",  # the library's WSGI middleware
+    "exporter.resilience.clock",   # FakeClock: tests
 }
 
 # Builds, starts (port 0) and stops a `serve` with the given flags (and config file), after one
@@ -77,11 +83,13 @@ def test_docker_only_exporter_loads_none_of_the_deferred_modules() -> None:
     ({"web.config_file": "{web_users}"}, "", {"yaml", "exporter.web.webconfig", "bcrypt"}),
     ({"textfile.directory": "{tmp}"}, "",
      {"exporter.device.textfile", "exporter.device.atomic", "exporter.metrics.textfile", "prometheus_client.parser"}),
-    ({}, "agent:\n  command: [/bin/true]\n  every: 1h\n",
-     {"yaml", "apscheduler", "asyncio", "exporter.device.agent"}),  # apscheduler's package imports asyncio
+    ({}, "agent:\n  command: [/bin/true]\n  every: 1h\n",  # apscheduler's package imports asyncio
+     {"yaml", "apscheduler", "asyncio", "exporter.device.agent", "exporter.resilience.retry"}),
     ({}, "agent:\n  command: [/bin/true]\n  every: 1h\n  health_file: {tmp}/health.json\n",
-     {"yaml", "apscheduler", "asyncio", "exporter.device.agent", "exporter.device.health", "exporter.device.atomic"}),
-    ({}, "probes:\n  - {name: api, url: 'http://127.0.0.1:9/health', interval: 1h}\n", {"yaml", "exporter.device.probes"}),
+     {"yaml", "apscheduler", "asyncio", "exporter.device.agent", "exporter.device.health", "exporter.device.atomic",
+      "exporter.resilience.retry"}),
+    ({}, "probes:\n  - {name: api, url: 'http://127.0.0.1:9/health', interval: 1h}\n",
+     {"yaml", "exporter.device.probes", "exporter.resilience.retry"}),
 ], ids=["config-file", "web-config-file", "web-config-users", "textfile", "agent", "agent-health-file", "probes"])
 def test_each_deferred_module_comes_with_the_setting_that_needs_it(
         flags: dict[str, str], config: str, needed: set[str], tmp_path: Path) -> None:

@@ -41,3 +41,15 @@ def test_a_container_inspected_once_has_no_older_run_of_its_own() -> None:
     other = lifecycle.from_inspect({**INSPECT, "Id": "b" * 64}, None).engine
     assert one.older is other.older is NO_RUN and one.run is not other.run
     assert one.run.started is not None and not one.run.start_seen
+
+
+def test_containers_of_one_compose_service_share_its_project_service_and_image_strings() -> None:
+    def inspect(cid: str) -> dict:  # each decoded separately, as two inspects are: equal strings, two objects
+        labels = {"com.docker.compose.project": "".join(["sh", "op"]),
+                  "com.docker.compose.service": "".join(["we", "b"])}
+        return {**INSPECT, "Id": cid, "Config": {"Image": "".join(["nginx", ":1"]), "Labels": labels}}
+
+    lifecycle = DockerLifecycle("h")
+    a, b = lifecycle.from_inspect(inspect("a" * 64), None), lifecycle.from_inspect(inspect("b" * 64), None)
+    assert (a.namespace, a.pod, a.image) == ("shop", "web", "nginx:1")
+    assert a.namespace is b.namespace and a.pod is b.pod and a.image is b.image

@@ -8,6 +8,7 @@ inspect already shows.
 """
 from __future__ import annotations
 
+import sys
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -19,6 +20,12 @@ from exporter.state import ContainerRecord, Health, Phase, Reason
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})  # shared by every record without allow-listed labels
+
+
+def _shared(value: Any) -> Any:
+    """One string object for a value many containers repeat (a compose project or service, an
+    image): each inspect decodes its own copy, ~60 bytes a record kept for nothing."""
+    return sys.intern(value) if type(value) is str else value
 
 
 def identity(data: Mapping[str, Any], record: ContainerRecord, life: Life, *, host: str,
@@ -37,8 +44,8 @@ def identity(data: Mapping[str, Any], record: ContainerRecord, life: Life, *, ho
     cid = data["Id"]
     return record.evolve(
         container=(data.get("Name") or "").lstrip("/"), host=host,
-        namespace=labels.get(COMPOSE_PROJECT, ""), pod=labels.get(COMPOSE_SERVICE, ""),
-        image=config.get("Image") or data.get("Image", ""), container_id=cid,
+        namespace=_shared(labels.get(COMPOSE_PROJECT, "")), pod=_shared(labels.get(COMPOSE_SERVICE, "")),
+        image=_shared(config.get("Image") or data.get("Image", "")), container_id=cid,
         created_at=parse_timestamp(data.get("Created")), labels=MappingProxyType(kept) if kept else _NO_LABELS)
 
 

@@ -23,7 +23,6 @@ from exporter.sources.docker.events import (CONTAINER_ACTIONS, NETWORK_ACTIONS, 
                                             MalformedEvent, parse_event)
 from exporter.sources.timestamps import parse_timestamp
 from exporter.sources.docker.cgroup import OomKillCounter
-from exporter.sources.heap import release_freed_memory
 from exporter.sources.docker.life import Life
 from exporter.sources.docker.lifecycle import DockerLifecycle
 from exporter.state import ContainerRecord, Phase, Reason, StateStore
@@ -148,7 +147,6 @@ class DockerWatcher:
         """Relist, then mark the source synced and up."""
         with self._apply:
             self._relist(client)
-        release_freed_memory()  # the listed and inspected JSON is garbage now
         self.syncs += 1
         self.store.set_source(SOURCE, synced=True)
         self._set_up(True, containers=len(self._ids), engine=self.engine)

@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable
 from kubernetes.client import ApiException, CoreV1Api
 
 from exporter.resilience import FullJitter, ResilienceRegistry
-from exporter.sources.heap import release_freed_memory
 from exporter.sources.reconnect import run_sessions
 from exporter.sources.stream import event_lines, log_connection
 from exporter.sources.kubernetes.pods import PodMapper, pod_name
@@ -197,8 +196,6 @@ class KubernetesWatcher:
         version = (body.get("metadata") or {}).get("resourceVersion")
         scope.resource_version = version if isinstance(version, str) else ""
         scope.synced, scope.relist, scope.unavailable = True, False, False
-        del body, response  # the decoded list: garbage once its pods are records
-        release_freed_memory()
         self.relists += 1
         self.store.set_source(SOURCE, synced=all(s.synced for s in self.scopes))
 

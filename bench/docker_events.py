@@ -76,6 +76,17 @@ def skeleton(records: dict[str, ContainerRecord]):  # type: ignore[no-untyped-de
     return handle
 
 
+def watching() -> tuple[StateStore, DockerWatcher, Exposition]:
+    """A fresh store holding the 1,000 containers, its watcher, and the exposition (rendered once)."""
+    store = StateStore()
+    exposition = Exposition([ContainerCollector(store)])
+    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
+    for i in range(N_CONTAINERS):
+        store.put(watcher.lifecycle.from_inspect(inspect(i), None))
+    exposition.render()
+    return store, watcher, exposition
+
+
 def rows(n_events: int = 100_000, chunk: int = 500) -> list[Row]:
     """Ours and the floor take turns on the same 500-line slices, so both see the same machine
     (other processes share its two cores); best of three passes, each on a fresh store."""
@@ -84,12 +95,7 @@ def rows(n_events: int = 100_000, chunk: int = 500) -> list[Row]:
     best_ours = best_floor = best_orjson = best_skeleton = float("inf")
     clock = time.perf_counter
     for _ in range(3):
-        store = StateStore()
-        exposition = Exposition([ContainerCollector(store)])
-        watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
-        for i in range(N_CONTAINERS):
-            store.put(watcher.lifecycle.from_inspect(inspect(i), None))
-        exposition.render()
+        store, watcher, exposition = watching()
         handle_line, loads, fast_loads = watcher.handle_line, json.loads, orjson.loads
         least = skeleton({r.key: r for r in store.records()})
         ours = floor = fast = bare = 0.0
@@ -128,19 +134,9 @@ def rows(n_events: int = 100_000, chunk: int = 500) -> list[Row]:
     ]
 
 
-def _watching() -> tuple[StateStore, DockerWatcher]:
-    store = StateStore()
-    exposition = Exposition([ContainerCollector(store)])
-    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
-    for i in range(N_CONTAINERS):
-        store.put(watcher.lifecycle.from_inspect(inspect(i), None))
-    exposition.render()
-    return store, watcher
-
-
 def _without(part: str):  # type: ignore[no-untyped-def]
     """The ingest path with `part` and everything listed before it in ABLATION taken out."""
-    store, watcher = _watching()
+    store, watcher, _ = watching()
     if part == "full path":
         return watcher.handle_line
     store._listeners = []  # no dirty mark for the render cache

@@ -10,7 +10,8 @@ vs naive writes, read by node_exporter), kube (pod list + 50k watch events throu
 client from the fake API server, vs the client's own model deserialization; scrape of 10k containers), detection (root, ~2 min:
 failure -> Slack payload through real Prometheus and Alertmanager with the shipped alert timings),
 footprint (root, ~2.5 min: RSS with 1,000 containers tracked; idle CPU with 100 idle containers
-on a private dockerd), soak (~1.5 min: 10k container churn without leaks, 100k-event burst without
+on a private dockerd), image_footprint (root, ~2.5 min: RSS of the image built from the Dockerfile,
+run as documented against a private dockerd holding 0 and 1,000 containers), soak (~1.5 min: 10k container churn without leaks, 100k-event burst without
 loss, 60 s of hypothesis fuzzing; `python -m bench.soak --seconds 600` fuzzes longer),
 dockerd_kill (root, ~2-3 min: dockerd SIGKILLed and restarted 20 times in a crash storm, counters
 equal the engine's), kube_storm (5 min: watch drops and 410 Gone every few seconds under pod
@@ -31,7 +32,7 @@ import os
 from bench.common import format_table
 
 SUITES = ("resilience", "library", "scrape", "prometheus_scrape", "docker_events", "docker_engine", "textfile", "kube", "detection",
-          "footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom", "fleet")
+          "footprint", "image_footprint", "soak", "dockerd_kill", "kube_storm", "http_attack", "oom", "fleet")
 
 
 def main() -> int:

@@ -41,7 +41,7 @@ class PrivatePodman:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([*self._base(), "system", "service", "--time", "0", self.url],
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root)
         wait_until(self.ping, timeout=60, message=f"podman service on {self.socket} (log: {self.log})")
 
     def ping(self) -> bool:
@@ -69,14 +69,15 @@ class PrivatePodman:
             self.cli("rm", "-a", "-f", "-t", "0", check=False)
         finally:
             self.stop()
-            subprocess.run([*self._base(), "system", "reset", "--force"], capture_output=True, check=False, timeout=120)
+            subprocess.run([*self._base(), "system", "reset", "--force"], capture_output=True, check=False, timeout=120,
+                           cwd=self.root)
             shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self) -> docker.APIClient:
         return docker.APIClient(base_url=self.url, version="1.41", timeout=30)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*self._base(), *args], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([*self._base(), *args], capture_output=True, text=True, timeout=timeout, cwd=self.root)
         if check and result.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed: {result.stderr}")
         return result
@@ -85,7 +86,7 @@ class PrivatePodman:
         rootfs = busybox_rootfs(self.root / "rootfs", self.busybox)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run([*self._base(), "import", "--change", "ENV PATH=/bin", "-", "testbox:1"], stdin=tar.stdout,
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, cwd=self.root)
         tar.wait(timeout=60)
         return IMAGE
 

@@ -1,0 +1,92 @@
+"""Footprint of the shipped image: the RSS a user's `docker stats`-minded eye sees.
+
+`python -m bench footprint` measures a fresh interpreter of this checkout's venv that fills the
+store from inspect-shaped dicts; this suite measures the product as shipped: the image built
+from the Dockerfile as the README says (Debian bookworm's python3, the wheels only), run as
+documented (`--network host`, the engine's socket mounted read-only) against a private dockerd
+holding N containers, listed and inspected by the exporter itself at start, scraped once as
+Prometheus asks (gzip, OpenMetrics), then the VmRSS of the container's python3 process (PID 1 in
+the container, read from the host's /proc). Once with no container and once with N, each a
+fresh start of the exporter; the containers are created, not started (a started container holds
+a shim and a process per container: 1,000 of them would measure the engine, not us).
+Root: it runs its own dockerd and builds the image (~1 min on overlay2 with the base cached).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import requests
+
+from bench.common import Row
+from bench.footprint import SCRAPE_HEADERS, process_rss_mib
+from tests.e2e import images
+from tests.harness import free_port, wait_until
+from tests.integration.dockerd import IMAGE, PrivateDockerd
+
+TAG = "resilience-exporter:bench"
+
+
+def exporter_rss(engine: PrivateDockerd, expected: int, *env: str) -> float:
+    """Start the image, wait until `expected` Docker containers (itself among them) are on /metrics, scrape once
+    with gzip, read the process's VmRSS (MiB); the exporter is removed afterwards."""
+    port = free_port()
+    group = str(os.stat(engine.socket).st_gid)
+    name = f"bench-exporter-{port}"
+    cid = engine.cli("run", "-d", "--name", name, "--network", "host", "--group-add", group,
+                     "-v", f"{engine.socket}:/var/run/docker.sock:ro",
+                     "-e", f"RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{port}",
+                     *(arg for variable in env for arg in ("-e", variable)), TAG, "--host", "bench").stdout.strip()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        def tracked() -> int:
+            text = requests.get(url, timeout=10).text
+            return sum(1 for line in text.splitlines()
+                       if line.startswith("workload_container_info{") and 'source="docker"' in line)
+
+        wait_until(lambda: tracked() == expected, timeout=300, interval=1.0,
+                   message=f"{expected} containers on the image's /metrics")
+        requests.get(url, headers=SCRAPE_HEADERS, timeout=30).raise_for_status()
+        pid = engine.inspect(cid)["State"]["Pid"]
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        assert comm.startswith("python3"), comm  # the ENTRYPOINT's python3, not a wrapper
+        return process_rss_mib(pid)
+    finally:
+        engine.cli("rm", "-f", name, check=False)
+
+
+def rows(n_containers: int = 1000) -> list[Row]:
+    engine = PrivateDockerd()
+    try:
+        engine.start()
+        engine.build_testbox()
+        with TemporaryDirectory(prefix="re-bench-image-") as workdir:
+            images.build(engine, images.HOST_ARCH, TAG, Path(workdir))
+        empty = exporter_rss(engine, 1)  # itself
+        client = engine.client()
+        started = time.perf_counter()
+        for i in range(n_containers):
+            client.create_container(IMAGE, command=["true"], name=f"created-{i}",
+                                    host_config=client.create_host_config(network_mode="none"))
+        setup = time.perf_counter() - started
+        full = exporter_rss(engine, n_containers + 1)
+    finally:
+        engine.close()
+    per_container = (full - empty) * 1024 / n_containers
+    return [
+        Row(f"image RSS tracking {n_containers:,} containers (Debian python3, after a gzip scrape)", full, empty,
+            "MiB", "the same image tracking none", "<= 36 MB", full * 1.048576 <= 36),
+        Row("image RSS per Docker container ((N - 0) / N)", per_container, None, "KiB", "", "(informative)"),
+        Row(f"setup: docker create x{n_containers:,}", setup, None, "s", "", "(informative)"),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.common import format_table
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--containers", type=int, default=1000)
+    print(format_table(rows(parser.parse_args().containers)))

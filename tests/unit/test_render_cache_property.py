@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +193,26 @@ def test_container_text_with_odd_names_equals_a_fresh_collector_and_its_gzip(
         assert sorted(render_collectors([collector]).split(b"\n")) == sorted(render_collectors([fresh]).split(b"\n"))
         text = exposition.render(openmetrics=True)
         assert gzip.decompress(exposition.render_gzip(openmetrics=True)) == text
+
+
+def test_a_record_that_cannot_be_rendered_is_left_out_and_later_scrapes_work(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A lone surrogate (no UTF-8 for it) in an identity label: that object is left out with a
+    warning naming its key; the others stay, later changes join and compress, and it comes back
+    once it renders."""
+    store = {"k": Obj(("a",), "v", 1, 0), "j": Obj(("b",), "v", 1, 0)}
+    cache: RenderCache[str, Obj] = RenderCache(FAMILIES, prefix, store.get, block_size=2)
+    cache.mark_all(store)
+    check(cache, store)
+    store["k"] = Obj(("a\ud800",), "v", 2, 0)
+    cache.mark("k")
+    body = dict(cache.bodies())[FAMILIES[0]]
+    assert body == b't_info{a="b",v="v"} 1\n'
+    assert any(getattr(r, "fields", {}).get("key") == "k" for r in caplog.records)
+    store["j"] = Obj(("b",), "w", 3, 0)  # another object of the same block changes: joined and compressed again
+    cache.mark("j")
+    assert dict(cache.bodies())[FAMILIES[0]] == b't_info{a="b",v="w"} 1\n'
+    assert gzip.decompress(gzip_body(seg for _f, seg in cache.compressed())) == b"".join(b for _f, b in cache.bodies())
+    store["k"] = Obj(("a",), "v", 2, 0)
+    cache.mark("k")
+    check(cache, store)

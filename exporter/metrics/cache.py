@@ -148,9 +148,10 @@ class RenderCache(Generic[K, T]):
                 if other != winner:
                     self._drop(other)  # shadowed by a newer object with the same identity
             result = rendered.get(winner)
-            if result is None:  # shown again now that the object shadowing it went
+            if result is None:  # not dirty: shown again now that the object shadowing it went, or still shown
                 obj = self._lookup(winner)
-                result = self._safely(winner, self._render, winner, obj, prefix.decode(), prefix, None) \
+                kept = prefix if winner in self._text else None  # still shown: only its changed families count
+                result = self._safely(winner, self._render, winner, obj, prefix.decode(), prefix, kept) \
                     if obj is not None else None
             if result is not None:
                 self._store(winner, *result)

@@ -216,3 +216,17 @@ def test_a_record_that_cannot_be_rendered_is_left_out_and_later_scrapes_work(
     store["k"] = Obj(("a",), "v", 2, 0)
     cache.mark("k")
     check(cache, store)
+
+
+def test_a_change_of_a_shadowed_object_keeps_the_shown_ones_compressed_text() -> None:
+    """Every container of a pod claims the pod's identity and one is shown: an event on another
+    (most events in a cluster) leaves the pod families' text as it is, joined and compressed."""
+    store = {"shown": Obj(("p",), "v", 1, 2), "other": Obj(("p",), "v", 1, 1)}
+    cache: RenderCache[str, Obj] = RenderCache(FAMILIES, prefix, store.get, rank=lambda o: o.rank)
+    cache.mark_all(store)
+    before = cache.compressed()
+    store["other"] = Obj(("p",), "v", 4, 1)
+    cache.mark("other")
+    after = cache.compressed()
+    assert all(a[1] is b[1] for a, b in zip(before, after))
+    check(cache, store)

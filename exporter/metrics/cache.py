@@ -20,6 +20,7 @@ the blocks whose text changed.
 """
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 from typing import Any, Callable, Generic, Hashable, Iterable, Sequence, TypeVar
@@ -33,6 +34,7 @@ K = TypeVar("K", bound=Hashable)
 BLOCK_SIZE = 64  # objects per compressed block: ~7 KB of a family's text
 MARK = b"\xff"  # never in UTF-8 text: stands for a line's family name and identity labels in kept text
 _SPAN = struct.Struct("<II")
+log = logging.getLogger(__name__)
 
 
 class Packed:
@@ -128,12 +130,11 @@ class RenderCache(Generic[K, T]):
             if obj is None:
                 self._drop(key)
                 continue
-            labels = self._prefix(obj)
-            prefix = labels.encode()
-            result = self._render(key, obj, labels, prefix, old)
-            if result is None:
+            fresh = self._safely(key, self._fresh, key, obj, old)
+            if fresh is None or fresh[1] is None:
                 self._drop(key)
                 continue
+            prefix, result = fresh
             self._claim(prefix, (*self._claimants(prefix), key))
             self._prefix_of[key] = prefix
             rendered[key] = result
@@ -147,12 +148,31 @@ class RenderCache(Generic[K, T]):
                 if other != winner:
                     self._drop(other)  # shadowed by a newer object with the same identity
             result = rendered.get(winner)
-            if result is None:  # shown again now that the object shadowing it went
+            if result is None:  # not dirty: shown again now that the object shadowing it went, or still shown
                 obj = self._lookup(winner)
-                result = self._render(winner, obj, prefix.decode(), prefix, None) if obj is not None else None
+                kept = prefix if winner in self._text else None  # still shown: only its changed families count
+                result = self._safely(winner, self._render, winner, obj, prefix.decode(), prefix, kept) \
+                    if obj is not None else None
             if result is not None:
                 self._store(winner, *result)
         return len(dirty)
+
+    def _safely(self, key: K, step: Callable[..., Any], *args: Any) -> Any:
+        """`step(*args)`, or None (the object left out, as if it had no text) if it raises: one record
+        that cannot be rendered (a label value with a lone surrogate) must not leave the kept text
+        without its identity labels (every later scrape failing) nor take /metrics down."""
+        try:
+            return step(*args)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot render a record; left out of /metrics until it changes",
+                        extra={"fields": {"key": key, "err": exc}})
+            return None
+
+    def _fresh(self, key: K, obj: T, old: bytes | None) -> tuple[bytes, tuple[bytes, int] | None]:
+        """`obj`'s identity labels and its text (`_render`)."""
+        labels = self._prefix(obj)
+        prefix = labels.encode()
+        return prefix, self._render(key, obj, labels, prefix, old)
 
     def _claimants(self, prefix: bytes) -> tuple[K, ...]:
         rivals = self._rivals.get(prefix)

@@ -38,9 +38,10 @@ def segment(text: bytes) -> Segment:
     return Segment(compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(text), len(text))
 
 
-# Zero bytes to run through a CRC register: an anonymous read-only mapping, so every page is the
-# kernel's shared zero page and none counts in the process's memory.
-_ZEROS = memoryview(mmap.mmap(-1, 1 << 20, prot=mmap.PROT_READ))
+# Zero bytes to run through a CRC register: an anonymous, private, read-only mapping, so every page
+# is the kernel's shared zero page and none counts in the process's memory (mmap's default,
+# MAP_SHARED, is shmem: reading it would make its 1 MiB resident).
+_ZEROS = memoryview(mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ))
 _MASK = 0xFFFFFFFF
 _POLY = 0xEDB88320
 _DIRECT = 1 << 15  # up to this length, advancing by zeros (~10 µs) beats computing a factor

@@ -7,6 +7,8 @@ the text and the OpenMetrics body after every step.
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 import zlib
 from unittest import mock
 
@@ -110,3 +112,24 @@ def test_an_unchanged_scrape_sends_kept_bytes_and_a_change_recompresses_only_its
     exposition = exposition_of(store)
     body = exposition.render_gzip(openmetrics=True)
     assert members(body) == 1 and gzip.decompress(body) == exposition.render(openmetrics=True)
+
+
+def test_the_zero_pages_the_crc_runs_through_take_no_memory() -> None:
+    """The 1 MiB of zeros crc32_combine reads stays the kernel's zero page, in a fresh process."""
+    script = ("from exporter.metrics import deflate\n"
+              "def rss():\n"
+              "    return next(int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('Rss:'))\n"
+              "before = rss(); deflate._advance(1, 1 << 20); print(rss() - before)\n")
+    grown_kib = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                   timeout=60).stdout)
+    assert grown_kib < 256  # 1,024 when the mapping is shared (shmem pages, faulted in by reading)
+
+
+def test_crc_combines_at_the_direct_boundary_and_past_the_zero_pages() -> None:
+    """Lengths either side of _DIRECT (zeros run through, or a kept factor) and of the 1 MiB of zeros."""
+    head = bytes(range(256)) * 7
+    for n in (deflate._DIRECT - 1, deflate._DIRECT, deflate._DIRECT + 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1,
+              (3 << 20) + 7):
+        tail = (b"x{y=\"\\n\"} 1\n" * (n // 12 + 1))[:n]
+        assert deflate.crc32_combine(zlib.crc32(head), zlib.crc32(tail), n) == zlib.crc32(head + tail), n
+        assert deflate.crc32_combine(zlib.crc32(head), zlib.crc32(tail), n) == zlib.crc32(head + tail), n  # kept factor

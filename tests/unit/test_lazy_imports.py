@@ -101,3 +101,18 @@ def test_each_deferred_module_comes_with_the_setting_that_needs_it(
         flags = {k: v.replace(placeholder, value) for k, v in flags.items()}
         config = config.replace(placeholder, value)
     assert loaded(flags, config, tmp_path) == needed
+
+
+def test_star_import_of_the_resilience_library_binds_every_name_of_its_all() -> None:
+    """`from exporter.resilience import *` (in a fresh interpreter: nothing loaded before) binds each
+    name of __all__, lazy or not, to the object its module defines; an unknown name is an AttributeError."""
+    script = ("import importlib\n"
+              "from exporter.resilience import *\n"
+              "import exporter.resilience as r\n"
+              "missing = [n for n in r.__all__ if n not in globals()]\n"
+              "wrong = [n for n in r._LAZY if globals()[n] is not getattr("
+              "importlib.import_module('exporter.resilience.' + r._LAZY[n]), n)]\n"
+              "try:\n    r.NoSuchName\nexcept AttributeError:\n    pass\nelse:\n    wrong.append('NoSuchName')\n"
+              "print(missing, wrong)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[] []"

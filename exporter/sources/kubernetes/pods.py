@@ -223,15 +223,15 @@ class PodMapper:
         last = (cs.get("lastState") or {}).get("terminated")
         restarts = _int(cs.get("restartCount"), "restartCount")
         current = state.get("terminated")
+        ended = _termination(current) if current is not None else None
         started_at = None
         if pod_reason:
             phase, raw, message = Phase.TERMINATED, pod_reason, pod_message
         elif state.get("running") is not None:
             phase, raw, message = Phase.RUNNING, "Running", ""
             started_at = _timestamp((state["running"] or {}).get("startedAt"))
-        elif current is not None:
-            phase, raw, message = (Phase.TERMINATED, _termination(current)[1],
-                                   _text(current.get("message"), "terminated.message"))
+        elif ended is not None:
+            phase, raw, message = (Phase.TERMINATED, ended[1], _text(current.get("message"), "terminated.message"))
         else:
             waiting = state.get("waiting") or {}
             phase, raw, message = (Phase.WAITING, _text(waiting.get("reason"), "waiting.reason") or DEFAULT_WAITING,
@@ -244,7 +244,6 @@ class PodMapper:
         record = old or ContainerRecord(key=key, source=Source.KUBERNETES, container=cs.get("name") or "")
         seen_at = old.last_terminated_at if old is not None else None
         changes: dict[str, Any] = {}
-        ended = _termination(current) if current is not None else None
         ended_before = _termination(last) if last is not None else None
         term = ended or ended_before
         if term is not None:

@@ -27,7 +27,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from orjson import dumps as _dumps
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 from exporter.sources.timestamps import parse_timestamp
 from exporter.state import ContainerRecord, Health, Phase, PodMeta, Reason, Source
@@ -106,6 +106,22 @@ _ABSENT = object()  # a label the pod does not have (a label may hold any string
 _METAS = 4096  # distinct (owners, labels) memoised: ~ the controllers of a cluster; cleared when full
 
 
+def _pod_signature(reason: str | None, message: str, node: str, images: list[Any], meta_seen: Hashable | None,
+                   meta: PodMeta) -> Any:
+    """What a pod's containers are mapped from beside their own status, remembered with each.
+
+    An int (see _signature): kept as a tuple holding the images list and the PodMeta, two objects
+    per pod joined the collector's heap on every event. Raw values that are not hashable (a
+    caller's own dict as an image) are remembered as they are.
+    """
+    try:
+        if meta_seen is not None:
+            return hash((reason, message, node, meta_seen, *images))
+    except TypeError:
+        pass
+    return (reason, message, node, images, meta)
+
+
 def _newer(at: float | None, seen: float | None) -> bool:
     return seen is None or (at is not None and at > seen)
 
@@ -118,7 +134,7 @@ class PodMapper:
         self.label_allowlist = label_allowlist
         # key -> (signature of its raw status, pod-level facts it was mapped with); see _signature
         self._seen: dict[str, tuple[Any, tuple[Any, ...]]] = {}
-        self._metas: dict[tuple[Any, ...], PodMeta] = {}  # see _pod_meta
+        self._metas: dict[Hashable, PodMeta] = {}  # see _pod_meta
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
@@ -143,11 +159,10 @@ class PodMapper:
         # the new image before the kubelet reports anything, so the images join the status here.
         images = [c.get("image") if type(c) is dict else None
                   for part in ("initContainers", "containers") for c in spec.get(part) or ()]
-        meta_kept = self._pod_meta(meta)
-        images.append(meta_kept)  # allow-listed labels and owners change records like images do
+        meta_kept, meta_seen = self._pod_meta(meta)  # allow-listed labels and owners change records like images do
         pod_reason = _text(status.get("reason"), "status.reason") if status.get("phase") == "Failed" else None
         pod_message = _text(status.get("message"), "status.message")
-        pod_level = (pod_reason, pod_message, node, images)
+        pod_level = _pod_signature(pod_reason, pod_message, node, images, meta_seen, meta_kept)
         out: list[ContainerRecord] = []
         seen = self._seen
         staged: list[tuple[str, Any]] = []  # signatures, written to `seen` once the whole pod mapped
@@ -187,16 +202,18 @@ class PodMapper:
             seen[key] = signature
         return out
 
-    def _pod_meta(self, meta: Mapping[str, Any]) -> PodMeta:
-        """Allow-listed labels and the ownerReferences (kind, name, controller) of a pod.
+    def _pod_meta(self, meta: Mapping[str, Any]) -> tuple[PodMeta, Hashable | None]:
+        """Allow-listed labels and the ownerReferences (kind, name, controller) of a pod, and the
+        raw values they were read from (None if those are not hashable).
 
-        Memoised by the raw owners and allow-listed label values: every watch event of a pod
-        re-sends them unchanged, and the pods of one controller share one PodMeta.
+        Memoised by those raw values: every watch event of a pod re-sends them unchanged, and the
+        pods of one controller share one PodMeta.
         """
         labels = meta.get("labels") or {}
         owners = meta.get("ownerReferences")
+        allowed = self.label_allowlist
         try:
-            memo = (_dumps(owners), *[labels.get(k, _ABSENT) for k in self.label_allowlist])
+            memo = (_dumps(owners), *[labels.get(k, _ABSENT) for k in allowed]) if allowed else _dumps(owners)
             kept = self._metas.get(memo)
         except (TypeError, AttributeError):  # not JSON, labels not a mapping: read (and refused) below
             memo, kept = None, None
@@ -206,7 +223,7 @@ class PodMapper:
                 if len(self._metas) >= _METAS:
                     self._metas.clear()
                 self._metas[memo] = kept
-        return kept
+        return kept, memo
 
     def _read_pod_meta(self, labels: Any, owners: Any) -> PodMeta:
         kept = {k: _text(labels[k], f"metadata.labels.{k}") for k in self.label_allowlist if k in labels}

@@ -132,8 +132,8 @@ class PodMapper:
     def __init__(self, host: str, *, label_allowlist: tuple[str, ...] = ()) -> None:
         self.host = host
         self.label_allowlist = label_allowlist
-        # key -> (signature of its raw status, pod-level facts it was mapped with); see _signature
-        self._seen: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+        # key -> (its raw status, the pod-level facts it was mapped with), both as _signature/_pod_signature
+        self._seen: dict[str, tuple[Any, Any]] = {}
         self._metas: dict[Hashable, PodMeta] = {}  # see _pod_meta
 
     def forget(self, key: str) -> None:

@@ -144,6 +144,38 @@ def test_container_without_status_waits_in_container_creating() -> None:
     assert records[APP].failures == {}
 
 
+def test_containers_without_status_show_theirs_once_the_kubelet_reports_it() -> None:
+    pods = Pods()
+    pending = load_pod("crash-loop-backoff")
+    pending["status"] = {"phase": "Pending"}
+    first = pods.see(pending)[APP]
+    assert pods.see(copy.deepcopy(pending))[APP] is first  # nothing changed: the stored record
+    records = pods.see(load_pod("crash-loop-backoff"))
+    assert records[APP].reason is Reason.CRASH_LOOP_BACK_OFF and Reason.CRASH_LOOP_BACK_OFF in records[APP].failures
+    assert records[SHIPPER].reason is Reason.RUNNING
+
+
+def test_pods_of_one_owner_each_keep_their_own_owner_through_changes() -> None:
+    pods = Pods()
+    job = [{"kind": "Job", "name": "nightly", "controller": True}]
+    other = container_key("shop", "web-other", "app")
+
+    def owners(pod_name: str, refs: list[dict[str, Any]] | None = None) -> tuple[tuple[str, str, bool], ...]:
+        pod = load_pod("running", name=pod_name)
+        if refs is not None:
+            pod["metadata"]["ownerReferences"] = refs
+        key = container_key("shop", pod_name, "app")
+        meta = pods.see(pod)[key].pod_meta
+        assert meta is not None
+        return meta.owners
+
+    replica_set = (("ReplicaSet", "web-7d4b9c8f6d", True),)
+    assert owners("web-7d4b9c8f6d-x2x9q") == owners("web-other") == replica_set
+    assert owners("web-other", job) == (("Job", "nightly", True),)
+    assert owners("web-7d4b9c8f6d-x2x9q") == replica_set
+    assert owners("web-other") == replica_set and pods.records[other].pod_meta == pods.records[APP].pod_meta
+
+
 def test_unchanged_container_status_returns_the_stored_record() -> None:
     pods = Pods()
     first = pods.see(load_pod("crash-loop-backoff"))[SHIPPER]

@@ -27,7 +27,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from orjson import dumps as _dumps
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 from exporter.sources.timestamps import parse_timestamp
 from exporter.state import ContainerRecord, Health, Phase, PodMeta, Reason, Source
@@ -101,6 +101,27 @@ def _signature(value: Any) -> Any:
         return value
 
 
+_NO_STATUS, _NO_STATUS_PRIMARY = object(), object()  # the signature of a container without a status yet
+_ABSENT = object()  # a label the pod does not have (a label may hold any string, "" included)
+_METAS = 4096  # distinct (owners, labels) memoised: ~ the controllers of a cluster; cleared when full
+
+
+def _pod_signature(reason: str | None, message: str, node: str, images: list[Any], meta_seen: Hashable | None,
+                   meta: PodMeta) -> Any:
+    """What a pod's containers are mapped from beside their own status, remembered with each.
+
+    An int (see _signature): kept as a tuple holding the images list and the PodMeta, two objects
+    per pod joined the collector's heap on every event. Raw values that are not hashable (a
+    caller's own dict as an image) are remembered as they are.
+    """
+    try:
+        if meta_seen is not None:
+            return hash((reason, message, node, meta_seen, *images))
+    except TypeError:
+        pass
+    return (reason, message, node, images, meta)
+
+
 def _newer(at: float | None, seen: float | None) -> bool:
     return seen is None or (at is not None and at > seen)
 
@@ -111,20 +132,20 @@ class PodMapper:
     def __init__(self, host: str, *, label_allowlist: tuple[str, ...] = ()) -> None:
         self.host = host
         self.label_allowlist = label_allowlist
-        self._seen: dict[str, tuple[Any, ...]] = {}
-        self._pods: dict[tuple[str, str], tuple[Any, str, tuple[str, ...], list[Any]]] = {}  # (status, node, keys, images)
-        # statuses are remembered by the hash of their JSON (see _signature), not as decoded dicts
+        # key -> (its raw status, the pod-level facts it was mapped with), both as _signature/_pod_signature
+        self._seen: dict[str, tuple[Any, Any]] = {}
+        self._metas: dict[Hashable, PodMeta] = {}  # see _pod_meta
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
-        namespace, _, rest = key[len(KEY_PREFIX):].partition("/")
-        self._pods.pop((namespace, rest.rpartition("/")[0]), None)
 
     def records(self, pod: Pod, get: Lookup) -> list[ContainerRecord]:
         """Every container record of `pod`; unchanged containers return their stored record.
 
         Raises TypeError, ValueError or AttributeError for a pod it cannot read, remembering nothing
         of it: the next good state of the pod maps as if the bad one never came.
+        Each container is compared on its own status (not the pod's whole status first): a watch
+        event almost always changes some container, and hashing the whole status too cost ~10 %.
         """
         meta = pod.get("metadata") or {}
         namespace = _name(meta.get("namespace"), "metadata.namespace")
@@ -138,17 +159,10 @@ class PodMapper:
         # the new image before the kubelet reports anything, so the images join the status here.
         images = [c.get("image") if type(c) is dict else None
                   for part in ("initContainers", "containers") for c in spec.get(part) or ()]
-        meta_kept = self._pod_meta(meta)
-        images.append(meta_kept)  # allow-listed labels and owners change records like images do
-        last = self._pods.get((namespace, name))
-        status_seen = _signature(status)
-        if last is not None and last[0] == status_seen and last[1] == node and last[3] == images:  # other metadata only
-            unchanged = [get(k) for k in last[2]]
-            if None not in unchanged:
-                return unchanged  # type: ignore[return-value]
+        meta_kept, meta_seen = self._pod_meta(meta)  # allow-listed labels and owners change records like images do
         pod_reason = _text(status.get("reason"), "status.reason") if status.get("phase") == "Failed" else None
         pod_message = _text(status.get("message"), "status.message")
-        pod_level = (pod_reason, pod_message, node, images)
+        pod_level = _pod_signature(pod_reason, pod_message, node, images, meta_seen, meta_kept)
         out: list[ContainerRecord] = []
         seen = self._seen
         staged: list[tuple[str, Any]] = []  # signatures, written to `seen` once the whole pod mapped
@@ -160,7 +174,7 @@ class PodMapper:
                 key = container_key(namespace, name, cname)
                 old = get(key)
                 signature, cs_seen = seen.get(key), _signature(cs)
-                if old is not None and signature is not None and signature[1] == pod_level and signature[0] == cs_seen:
+                if old is not None and signature is not None and signature[0] == cs_seen and signature[1] == pod_level:
                     out.append(old)
                     continue
                 staged.append((key, (cs_seen, pod_level)))
@@ -174,26 +188,49 @@ class PodMapper:
                 cname = _name(cspec.get("name"), "containers.name")
                 if cname and cname not in have:
                     key = container_key(namespace, name, cname)
-                    staged.append((key, None))
+                    old = get(key)
+                    # no status yet: it maps from its spec (in the pod-level images) and its place alone
+                    signature, absent = seen.get(key), (_NO_STATUS_PRIMARY if not out else _NO_STATUS)
+                    if old is not None and signature is not None and signature[0] is absent and signature[1] == pod_level:
+                        out.append(old)
+                        continue
+                    staged.append((key, (absent, pod_level)))
                     out.append(self._container(
-                        key, get(key), {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
+                        key, old, {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
                         node=node, pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
         for key, signature in staged:
-            if signature is None:
-                seen.pop(key, None)
-            else:
-                seen[key] = signature
-        self._pods[(namespace, name)] = (status_seen, node, tuple(r.key for r in out), images)
+            seen[key] = signature
         return out
 
-    def _pod_meta(self, meta: Mapping[str, Any]) -> PodMeta:
-        """Allow-listed labels and the ownerReferences (kind, name, controller) of a pod."""
+    def _pod_meta(self, meta: Mapping[str, Any]) -> tuple[PodMeta, Hashable | None]:
+        """Allow-listed labels and the ownerReferences (kind, name, controller) of a pod, and the
+        raw values they were read from (None if those are not hashable).
+
+        Memoised by those raw values: every watch event of a pod re-sends them unchanged, and the
+        pods of one controller share one PodMeta.
+        """
         labels = meta.get("labels") or {}
+        owners = meta.get("ownerReferences")
+        allowed = self.label_allowlist
+        try:
+            memo = (_dumps(owners), *[labels.get(k, _ABSENT) for k in allowed]) if allowed else _dumps(owners)
+            kept = self._metas.get(memo)
+        except (TypeError, AttributeError):  # not JSON, labels not a mapping: read (and refused) below
+            memo, kept = None, None
+        if kept is None:
+            kept = self._read_pod_meta(labels, owners)
+            if memo is not None:
+                if len(self._metas) >= _METAS:
+                    self._metas.clear()
+                self._metas[memo] = kept
+        return kept, memo
+
+    def _read_pod_meta(self, labels: Any, owners: Any) -> PodMeta:
         kept = {k: _text(labels[k], f"metadata.labels.{k}") for k in self.label_allowlist if k in labels}
-        owners = tuple((_text(o.get("kind"), "ownerReferences.kind"), _text(o.get("name"), "ownerReferences.name"),
-                        o.get("controller") is True)
-                       for o in meta.get("ownerReferences") or () if type(o) is dict)
-        return PodMeta(MappingProxyType(kept), owners) if kept else PodMeta(owners=owners)
+        owned = tuple((_text(o.get("kind"), "ownerReferences.kind"), _text(o.get("name"), "ownerReferences.name"),
+                       o.get("controller") is True)
+                      for o in owners or () if type(o) is dict)
+        return PodMeta(MappingProxyType(kept), owned) if kept else PodMeta(owners=owned)
 
     def _container(self, key: str, old: ContainerRecord | None, cs: Mapping[str, Any], cspec: Mapping[str, Any],
                    init: bool, *, namespace: str, pod: str, node: str, pod_reason: str | None,
@@ -203,15 +240,15 @@ class PodMapper:
         last = (cs.get("lastState") or {}).get("terminated")
         restarts = _int(cs.get("restartCount"), "restartCount")
         current = state.get("terminated")
+        ended = _termination(current) if current is not None else None
         started_at = None
         if pod_reason:
             phase, raw, message = Phase.TERMINATED, pod_reason, pod_message
         elif state.get("running") is not None:
             phase, raw, message = Phase.RUNNING, "Running", ""
             started_at = _timestamp((state["running"] or {}).get("startedAt"))
-        elif current is not None:
-            phase, raw, message = (Phase.TERMINATED, _termination(current)[1],
-                                   _text(current.get("message"), "terminated.message"))
+        elif ended is not None:
+            phase, raw, message = (Phase.TERMINATED, ended[1], _text(current.get("message"), "terminated.message"))
         else:
             waiting = state.get("waiting") or {}
             phase, raw, message = (Phase.WAITING, _text(waiting.get("reason"), "waiting.reason") or DEFAULT_WAITING,
@@ -224,7 +261,6 @@ class PodMapper:
         record = old or ContainerRecord(key=key, source=Source.KUBERNETES, container=cs.get("name") or "")
         seen_at = old.last_terminated_at if old is not None else None
         changes: dict[str, Any] = {}
-        ended = _termination(current) if current is not None else None
         ended_before = _termination(last) if last is not None else None
         term = ended or ended_before
         if term is not None:

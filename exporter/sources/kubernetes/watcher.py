@@ -262,7 +262,7 @@ class KubernetesWatcher:
         for record in records:
             if get(record.key) is not record:
                 put(record)
-        keys = tuple(r.key for r in records)
+        keys = tuple([r.key for r in records])
         if keys != old_keys:
             with self._lock:
                 self._pods[ident] = keys

@@ -239,7 +239,7 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
         Row(f"idle CPU, 100 idle containers, {idle_seconds:.0f} s, scrape every 15 s", cpu, None, "% of a core",
             "", "<= 0.1 %", cpu <= 0.1),
         Row("RSS of that running exporter (100 containers)", idle_rss, None, "MiB", "", "(informative)"),
-        Row("setup: docker create+start x100 sleep (vfs)", setup, None, "s", "", "(informative)"),
+        Row("setup: docker create+start x100 sleep (the private engine's storage driver)", setup, None, "s", "", "(informative)"),
     ]
 
 

@@ -55,6 +55,12 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
+def __dir__() -> list[str]:
+    """Every public name, loaded or not: help(), IDEs and IPython completion list by dir()."""
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "BackoffStrategy", "Constant", "DecorrelatedJitter", "EqualJitter", "Exponential", "FullJitter",
     "KubeletBackoff", "TRANSITIONS", "BreakerSnapshot", "CircuitBreaker", "CircuitState", "RetryBudget",

@@ -116,3 +116,14 @@ def test_star_import_of_the_resilience_library_binds_every_name_of_its_all() -> 
               "print(missing, wrong)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.strip() == "[] []"
+
+
+def test_dir_of_the_resilience_library_lists_its_lazy_names_before_their_first_use() -> None:
+    """dir() (what IPython completes and help() lists) shows every name of __all__ while the
+    modules behind the lazy ones are still unloaded."""
+    script = ("import sys\n"
+              "import exporter.resilience as r\n"
+              "listed = set(dir(r))\n"
+              "print(sorted(set(r.__all__) - listed), 'exporter.resilience.retry' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[] False"

@@ -165,19 +165,18 @@ class PodMapper:
         pod_level = _pod_signature(pod_reason, pod_message, node, images, meta_seen, meta_kept)
         out: list[ContainerRecord] = []
         seen = self._seen
-        staged: list[tuple[str, Any]] = []  # signatures, written to `seen` once the whole pod mapped
+        staged: list[tuple[str, tuple[Any, Any]]] = []  # signatures, written to `seen` once the whole pod mapped
         for statuses, specs, init in ((status.get("initContainerStatuses"), spec.get("initContainers"), True),
                                       (status.get("containerStatuses"), spec.get("containers"), False)):
             statuses, specs = statuses or (), specs or ()
             for cs in statuses:
                 cname = _name(cs.get("name"), "containerStatuses.name")
                 key = container_key(namespace, name, cname)
-                old = get(key)
-                signature, cs_seen = seen.get(key), _signature(cs)
-                if old is not None and signature is not None and signature[0] == cs_seen and signature[1] == pod_level:
+                old, signature = get(key), (_signature(cs), pod_level)
+                if old is not None and seen.get(key) == signature:
                     out.append(old)
                     continue
-                staged.append((key, (cs_seen, pod_level)))
+                staged.append((key, signature))
                 out.append(self._container(
                     key, old, cs, _named(specs, cs.get("name")), init, namespace=namespace, pod=name, node=node,
                     pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))
@@ -188,13 +187,12 @@ class PodMapper:
                 cname = _name(cspec.get("name"), "containers.name")
                 if cname and cname not in have:
                     key = container_key(namespace, name, cname)
-                    old = get(key)
                     # no status yet: it maps from its spec (in the pod-level images) and its place alone
-                    signature, absent = seen.get(key), (_NO_STATUS_PRIMARY if not out else _NO_STATUS)
-                    if old is not None and signature is not None and signature[0] is absent and signature[1] == pod_level:
+                    old, signature = get(key), (_NO_STATUS_PRIMARY if not out else _NO_STATUS, pod_level)
+                    if old is not None and seen.get(key) == signature:
                         out.append(old)
                         continue
-                    staged.append((key, (absent, pod_level)))
+                    staged.append((key, signature))
                     out.append(self._container(
                         key, old, {"name": cname, "state": {}}, cspec, init, namespace=namespace, pod=name,
                         node=node, pod_reason=pod_reason, pod_message=pod_message, meta=meta_kept, primary=not out))

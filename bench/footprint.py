@@ -147,6 +147,13 @@ DOCKER_SDK = ("docker",)
 RUNTIME_LIBRARIES = ("docker", "prometheus_client", "orjson", "http.server")
 
 
+def docker_containers_on(url: str) -> int:
+    """How many Docker containers a running exporter's /metrics shows (its info series)."""
+    text = requests.get(url, timeout=10).text
+    return sum(1 for line in text.splitlines()
+               if line.startswith("workload_container_info{") and 'source="docker"' in line)
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (the fields after the parenthesised command name)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -177,13 +184,7 @@ def idle_cpu(n_containers: int = 100, seconds: float = 60.0, scrape_every: float
             [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
              "--docker.host", engine.url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/metrics"
-
-        def running_count() -> int:
-            body = requests.get(url, timeout=5).text
-            return sum(1 for line in body.splitlines()
-                       if line.startswith("workload_container_info{") and 'source="docker"' in line)
-
-        wait_until(lambda: running_count() >= n_containers, timeout=120, interval=0.5,
+        wait_until(lambda: docker_containers_on(url) >= n_containers, timeout=120, interval=0.5,
                    message=f"{n_containers} containers on /metrics")
         time.sleep(2)  # let the first sync's garbage settle before the window opens
         before, start = cpu_seconds(exporter.pid), time.monotonic()

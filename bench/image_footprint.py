@@ -22,7 +22,7 @@ from tempfile import TemporaryDirectory
 import requests
 
 from bench.common import Row
-from bench.footprint import SCRAPE_HEADERS, process_rss_mib
+from bench.footprint import SCRAPE_HEADERS, docker_containers_on, process_rss_mib
 from tests.e2e import images
 from tests.harness import free_port, wait_until
 from tests.integration.dockerd import IMAGE, PrivateDockerd
@@ -30,7 +30,7 @@ from tests.integration.dockerd import IMAGE, PrivateDockerd
 TAG = "resilience-exporter:bench"
 
 
-def exporter_rss(engine: PrivateDockerd, expected: int, *env: str) -> float:
+def exporter_rss(engine: PrivateDockerd, expected: int) -> float:
     """Start the image, wait until `expected` Docker containers (itself among them) are on /metrics, scrape once
     with gzip, read the process's VmRSS (MiB); the exporter is removed afterwards."""
     port = free_port()
@@ -39,15 +39,10 @@ def exporter_rss(engine: PrivateDockerd, expected: int, *env: str) -> float:
     cid = engine.cli("run", "-d", "--name", name, "--network", "host", "--group-add", group,
                      "-v", f"{engine.socket}:/var/run/docker.sock:ro",
                      "-e", f"RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{port}",
-                     *(arg for variable in env for arg in ("-e", variable)), TAG, "--host", "bench").stdout.strip()
+                     TAG, "--host", "bench").stdout.strip()
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        def tracked() -> int:
-            text = requests.get(url, timeout=10).text
-            return sum(1 for line in text.splitlines()
-                       if line.startswith("workload_container_info{") and 'source="docker"' in line)
-
-        wait_until(lambda: tracked() == expected, timeout=300, interval=1.0,
+        wait_until(lambda: docker_containers_on(url) == expected, timeout=300, interval=1.0,
                    message=f"{expected} containers on the image's /metrics")
         requests.get(url, headers=SCRAPE_HEADERS, timeout=30).raise_for_status()
         pid = engine.inspect(cid)["State"]["Pid"]

@@ -9,7 +9,6 @@ the text again. One member, not concatenated members: curl (7.88) stops after th
 """
 from __future__ import annotations
 
-import mmap
 import struct
 import zlib
 from typing import Iterable, NamedTuple
@@ -38,24 +37,17 @@ def segment(text: bytes) -> Segment:
     return Segment(compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(text), len(text))
 
 
-# Zero bytes to run through a CRC register: an anonymous, private, read-only mapping, so every page
-# is the kernel's shared zero page and none counts in the process's memory (mmap's default,
-# MAP_SHARED, is shmem: reading it would make its 1 MiB resident).
-_ZEROS = memoryview(mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ))
 _MASK = 0xFFFFFFFF
 _POLY = 0xEDB88320
-_DIRECT = 1 << 15  # up to this length, advancing by zeros (~10 µs) beats computing a factor
+_DIRECT = 1 << 13  # up to this length, advancing by zeros (~3 µs) beats computing a factor (~3 µs per set bit)
+_ZEROS = memoryview(bytes(_DIRECT))
 _FACTORS: dict[int, int] = {}  # length -> x^(8 length) mod P, for the few long lengths a scrape sees
 
 
 def _advance(register: int, length: int) -> int:
-    """The CRC register (without zlib's inversions: a linear map) advanced by `length` zero bytes,
-    by zlib.crc32 in C: O(length), ~0.4 ms per MB."""
-    while length > 0:
-        step = min(length, len(_ZEROS))
-        register = zlib.crc32(_ZEROS[:step], register ^ _MASK) ^ _MASK
-        length -= step
-    return register
+    """The CRC register (without zlib's inversions: a linear map) advanced by `length` <= _DIRECT
+    zero bytes, by zlib.crc32 in C."""
+    return zlib.crc32(_ZEROS[:length], register ^ _MASK) ^ _MASK
 
 
 def _multmodp(a: int, b: int) -> int:
@@ -70,13 +62,37 @@ def _multmodp(a: int, b: int) -> int:
         b = (b >> 1) ^ _POLY if b & 1 else b >> 1
 
 
+def _x8nmodp(length: int) -> int:
+    """x^(8 length) mod P (zlib's x2nmodp(length, 3)): one multiplication by x^(2^k) per bit set in
+    8 length, so O(log length), ~30 µs for 2 MB where advancing by zeros takes ~0.8 ms."""
+    factor, k = 1 << 31, 3  # x^0; 8 length = length << 3
+    while length:
+        if length & 1:
+            factor = _multmodp(_X2N[k], factor)
+        length >>= 1
+        k += 1
+    return factor
+
+
+def _squares() -> tuple[int, ...]:
+    """x^(2^k) mod P for k = 0..63, each the square of the one before (zlib's x2n_table)."""
+    power, table = 1 << 30, []  # x^1, reflected
+    for _ in range(64):
+        table.append(power)
+        power = _multmodp(power, power)
+    return tuple(table)
+
+
+_X2N = _squares()
+
+
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     """crc32(A + B) from crc32(A), crc32(B) and len(B), as zlib's crc32_combine (which Python's
     zlib module does not expose): crc32(B) xor crc32(A) advanced by len(B) zero bytes.
 
     A short B advances by zeros directly; a long one (a family's kept text: 0.2-2 MB, the same
-    length scrape after scrape) multiplies by its length's factor, x^(8 len) mod P, itself
-    found once by advancing x^0 and kept.
+    length scrape after scrape unless it changed) multiplies by its length's factor,
+    x^(8 len) mod P, computed by squares and kept.
     """
     if len2 <= _DIRECT:
         return _advance(crc1, len2) ^ crc2
@@ -84,7 +100,7 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     if factor is None:
         if len(_FACTORS) >= 256:
             _FACTORS.clear()
-        factor = _FACTORS[len2] = _advance(1 << 31, len2)  # x^0, in zlib's reflected order
+        factor = _FACTORS[len2] = _x8nmodp(len2)
     return _multmodp(factor, crc1) ^ crc2
 
 

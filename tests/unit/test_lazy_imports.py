@@ -16,6 +16,7 @@ import pytest
 # Modules (exact names) a Docker-only `serve` never imports, and what each costs or serves.
 DEFERRED = {
     "kubernetes",                  # ~15 MiB: kubernetes.enabled
+    "msgspec",                     # ~1.3 MiB: kubernetes.enabled (the pod decode, sources/kubernetes/wire.py)
     "asyncio",                     # asyncio users of the resilience library only
     "jinja2",                      # the HTML page, on its first request
     "apscheduler",                 # ~4 MiB: agent.command

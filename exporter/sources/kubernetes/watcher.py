@@ -8,8 +8,9 @@ The list's resourceVersion is client-go's `relistResourceVersion()`: "0" for the
 state the API server's watch cache holds: no quorum read of etcd from every node at once), the
 last synced one for a relist (served from the cache, no older than what we had), and "" (the
 latest, a consistent read) only after a list at that version was itself refused as expired.
-Responses are read raw (`_preload_content=False`) and decoded (orjson, else json) into plain dicts:
-the client's model deserialization costs more than everything else (bench/kube.py).
+Responses are read raw (`_preload_content=False`) and decoded into plain dicts holding only the
+fields the mapping reads (wire.py): the client's model deserialization costs more than
+everything else (bench/kube.py).
 Lines are split from the raw chunks as bytes (sources/stream.py), not by kubernetes.watch.
 Every request is a GET on pods: list and watch only.
 """
@@ -26,12 +27,8 @@ from exporter.resilience import FullJitter, ResilienceRegistry
 from exporter.sources.reconnect import run_sessions
 from exporter.sources.stream import event_lines, log_connection
 from exporter.sources.kubernetes.pods import PodMapper, pod_name
+from exporter.sources.kubernetes.wire import decode_event, decode_list
 from exporter.state import StateStore
-
-try:
-    from orjson import loads as decode  # ~2.3x json.loads on pod-sized events (bench/kube.py)
-except ImportError:  # pragma: no cover - orjson is optional
-    from json import loads as decode
 
 log = logging.getLogger(__name__)
 SOURCE = "kubernetes"
@@ -180,7 +177,7 @@ class KubernetesWatcher:
         """List the scope's pods, apply each, drop the pods that are gone (deleted meanwhile)."""
         asked = "" if scope.unavailable else scope.resource_version or "0"
         response = self._call(api, scope, resource_version=asked, _request_timeout=self.request_timeout)
-        body = decode(response.data)
+        body = decode_list(response.data)
         listed: set[PodId] = set()
         for pod in body.get("items") or ():
             try:
@@ -218,7 +215,7 @@ class KubernetesWatcher:
     def handle_line(self, line: str | bytes, scope: Scope) -> None:
         """Decode and apply one watch event; malformed ones are counted and skipped."""
         try:
-            event = decode(line)
+            event = decode_event(line)
             kind, obj = event["type"], event["object"]
             version = obj["metadata"].get("resourceVersion") if kind != "ERROR" else None
         except (ValueError, KeyError, TypeError, AttributeError):

@@ -9,11 +9,14 @@ import json
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.sources.kubernetes import pods, watcher, wire
+from exporter.resilience import ResilienceRegistry
 from exporter.sources.kubernetes.pods import PodMapper
+from exporter.state import StateStore
 from tests.integration.fake_kube import FIXTURES, load_pod
 
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
@@ -30,9 +33,19 @@ def mapped(pod: Any) -> Any:
     return sorted((k, repr(r)) for k, r in store.items())
 
 
+def outcome(decode: Any, line: bytes) -> Any:
+    """What the watcher makes of `line` with `decode`: the mapped records, or the refusal."""
+    try:
+        event = decode(line)
+    except ValueError:
+        return "not JSON"
+    return mapped(event["object"])
+
+
 def both(pod: Any) -> tuple[Any, Any]:
+    """The old path (a full orjson decode) and the schema decode, on one MODIFIED event."""
     line = json.dumps({"type": "MODIFIED", "object": pod}).encode()
-    return mapped(json.loads(line)["object"]), mapped(wire.decode_event(line)["object"])
+    return outcome(orjson.loads, line), outcome(wire.decode_event, line)
 
 
 def test_every_fixture_maps_the_same_and_the_skipped_fields_are_gone() -> None:
@@ -70,6 +83,31 @@ def test_error_and_bookmark_events_keep_what_the_watcher_reads() -> None:
     mark = {"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1", "metadata": {
         "resourceVersion": "77", "annotations": {"k8s.io/initial-events-end": "true"}}}}
     assert wire.decode_event(json.dumps(mark))["object"]["metadata"] == {"resourceVersion": "77"}
+
+
+def deep_event(depth: int, where: str) -> bytes:
+    """A MODIFIED event of the running fixture whose metadata[where] nests `depth` objects (written
+    as text: Python's own json cannot encode that deep)."""
+    pod = load_pod("running")
+    pod["metadata"][where] = "NESTED"
+    return json.dumps({"type": "MODIFIED", "object": pod}).replace(
+        '"NESTED"', '{"a":' * depth + '"x"' + "}" * depth).encode()
+
+
+def test_nesting_deeper_than_msgspec_recurses_is_read_as_orjson_reads_it() -> None:
+    """~1,000 levels: msgspec raises RecursionError; orjson (the decoder before) reads up to 1,024
+    and refuses more. The watcher counts the refused line malformed and goes on."""
+    for depth in (990, 1010, 1100):
+        for where in ("labels", "managedFields"):  # kept whole (Any), and skipped
+            line = deep_event(depth, where)
+            assert outcome(orjson.loads, line) == outcome(wire.decode_event, line), (depth, where)
+    assert outcome(wire.decode_event, deep_event(1100, "labels")) == "not JSON"
+    assert outcome(wire.decode_event, deep_event(1010, "labels")) != "not JSON"
+    store = StateStore()
+    kube = watcher.KubernetesWatcher(store, ResilienceRegistry(), host="h", api_factory=lambda: None)
+    kube.handle_line(deep_event(1100, "labels"), kube.scopes[0])
+    kube.handle_line(json.dumps({"type": "MODIFIED", "object": load_pod("running")}), kube.scopes[0])
+    assert store.sources()[0].events == {"malformed": 1, "ok": 1} and len(store) == 2
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3),

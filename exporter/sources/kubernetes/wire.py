@@ -7,16 +7,20 @@ skipped by the parser, not built and thrown away), which halves a watch event's 
 5,000-pod list from building ~60 MiB of dicts it would drop at once (bench/kube.py).
 
 The schema is a filter, not a validator: a declared field the mapping type-checks itself is
-`Any`. When the JSON does not fit the declared shape (a `spec` that is not an object, ...), the
-body is decoded again in full and handed on unchanged, so the mapping refuses it with its own
-message, exactly as before. tests/unit/test_kube_wire.py checks that every key the mapping and
-the watcher read is declared here.
+`Any`. When the JSON does not fit the declared shape (a `spec` that is not an object, ...) or
+nests deeper than msgspec recurses (~1,000 levels, where it raises RecursionError), the body is
+decoded again in full by orjson, the decoder used before, and handed on unchanged: the mapping
+refuses it with its own message, and orjson's limits (1,024 levels) still hold. Skipped fields
+are only checked to be well-formed JSON (orjson also refused invalid UTF-8 or an out-of-range
+number in a field nobody reads); an integer beyond 64 bits decodes exactly (orjson: a float).
+tests/unit/test_kube_wire.py checks that every key the mapping and the watcher read is declared.
 """
 from __future__ import annotations
 
 from typing import Any, TypedDict, Union
 
 import msgspec
+from orjson import loads as _whole
 
 
 class _Metadata(TypedDict, total=False):
@@ -72,20 +76,19 @@ class _PodList(TypedDict, total=False):
 
 _event = msgspec.json.Decoder(_WatchEvent)
 _list = msgspec.json.Decoder(_PodList)
-_whole = msgspec.json.Decoder()
 
 
 def decode_event(line: bytes | str) -> Any:
-    """One watch event line -> a dict; raises ValueError (msgspec.DecodeError) for what is not JSON."""
+    """One watch event line -> a dict; raises ValueError for what is not JSON."""
     try:
         return _event.decode(line)
-    except msgspec.ValidationError:  # JSON, but not shaped like a pod event: the mapping says why
-        return _whole.decode(line)
+    except (msgspec.ValidationError, RecursionError):  # JSON not shaped like a pod event: the mapping says why
+        return _whole(line)
 
 
 def decode_list(body: bytes | str) -> Any:
-    """A PodList body -> a dict; raises ValueError (msgspec.DecodeError) for what is not JSON."""
+    """A PodList body -> a dict; raises ValueError for what is not JSON."""
     try:
         return _list.decode(body)
-    except msgspec.ValidationError:  # one odd pod: everything in full, each pod read (or refused) on its own
-        return _whole.decode(body)
+    except (msgspec.ValidationError, RecursionError):  # one odd pod: all in full, each read (or refused) alone
+        return _whole(body)

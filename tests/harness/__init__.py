@@ -6,6 +6,7 @@ Alertmanager, node_exporter, VictoriaMetrics) are in tests/integration/, built o
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import threading
@@ -36,17 +37,39 @@ _HANDED_OUT: set[int] = set()
 _HANDING = threading.Lock()
 
 
+def _below_ephemeral() -> tuple[int, int]:
+    """12,000 ports below the kernel's ephemeral range (ip_local_port_range)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(1024, low - 12_000), low
+
+
+_PORTS = _below_ephemeral()
+_PICK = random.Random()  # seeded from os.urandom: concurrent processes start at different ports
+
+
 def free_port() -> int:
     """A loopback port free now and never handed out before in this process: stacks that pick
-    many ports before their processes bind them (20 fleet devices) must not get one twice."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+    many ports before their processes bind them (20 fleet devices) must not get one twice.
+    Picked below the ephemeral range, where bind(0) and every outgoing connection take their
+    local port: a port picked here cannot become the local end of some connection (a vmagent's
+    to the store, a test's HTTP request) before its own process binds it ('Address already in
+    use' in the fleet, seen with ports from bind(0))."""
+    for _ in range(10_000):
+        port = _PICK.randrange(*_PORTS)
         with _HANDING:  # the fleet picks its devices' ports from four threads
-            if port not in _HANDED_OUT:
-                _HANDED_OUT.add(port)
-                return port
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port in {_PORTS[0]}-{_PORTS[1] - 1}")
 
 
 def wait_until(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02,

@@ -72,20 +72,26 @@ class VMAlert(_Process):
 
 class Link:
     """A TCP relay standing for a device's uplink: `cut()` refuses and drops every connection
-    (a VPN down), `restore()` listens again on the same port."""
+    (a VPN down), `restore()` listens again on the same port.
+
+    The first listener binds port 0: the kernel picks a free port as it binds, so there is no
+    moment between choosing the port and taking it in which it could become some connection's
+    local port ('Address already in use': the fleet's setup failed so in two CI runs with the
+    port picked first by free_port)."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.port = free_port()
         self.lock = threading.Lock()
         self.conns: set[socket.socket] = set()
         self.listener: socket.socket | None = None
+        self.port = 0
         self.restore()
 
     def restore(self) -> None:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
+        self.port = int(listener.getsockname()[1])
         listener.listen(16)
         self.listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -95,6 +101,9 @@ class Link:
             listener, self.listener = self.listener, None
             conns, self.conns = self.conns, set()
         if listener is not None:
+            # shutdown first: a close alone leaves the socket listening in the kernel while the
+            # accepting thread is blocked on it (connections still accepted, the port still taken)
+            _close(listener)
             listener.close()
         for conn in conns:
             _close(conn)

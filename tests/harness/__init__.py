@@ -55,8 +55,8 @@ def free_port() -> int:
     many ports before their processes bind them (20 fleet devices) must not get one twice.
     Picked below the ephemeral range, where bind(0) and every outgoing connection take their
     local port: a port picked here cannot become the local end of some connection (a vmagent's
-    to the store, a test's HTTP request) before its own process binds it ('Address already in
-    use' in the fleet, seen with ports from bind(0))."""
+    to the store, a test's HTTP request) before its own process binds it. (The fleet's
+    'Address already in use' was not this: see the fleet's Link.)"""
     for _ in range(10_000):
         port = _PICK.randrange(*_PORTS)
         with _HANDING:  # the fleet picks its devices' ports from four threads

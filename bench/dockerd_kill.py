@@ -557,9 +557,8 @@ class Trial:
 
     def _finish(self) -> None:
         client = self.engine.client()
-        for spec in SPECS:  # `docker update` fails when the run it updates exits meanwhile: retry
-            wait_until(lambda: self.engine.cli("update", "--restart", "no", self.ids[spec.name], check=False).returncode == 0,
-                       timeout=30, interval=0.05, message=f"{spec.name}: docker update --restart no")
+        for spec in SPECS:
+            self.engine.stop_restarting(self.ids[spec.name])
         wait_until(lambda: all(client.inspect_container(self.ids[s.name])["State"]["Status"] == "exited" for s in SPECS),
                    timeout=120, interval=0.05, message="every container to exit once its policy is no")
         # A `docker update` that failed on a run exiting meanwhile has already switched dockerd's

@@ -131,7 +131,7 @@ class Trial:
         if shape.until_runs:
             wait_until(lambda: len(self.ledger.of(name, "die")) >= shape.until_runs,
                        timeout=timeout, interval=0.05, message=f"{name}: {shape.until_runs} dies")
-            self.engine.cli("update", "--restart", "no", name)
+            self.engine.stop_restarting(name)
         if "--rm" in shape.args:
             wait_until(lambda: self.ledger.of(name, "destroy"),
                        timeout=timeout, interval=0.05, message=f"{name}: removed")

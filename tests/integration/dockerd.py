@@ -23,6 +23,10 @@ from tests.harness import require_binary, wait_until
 IMAGE = "testbox:1"
 
 
+#: What `docker update` says when the container exited while it ran.
+EXITED_MEANWHILE = ("container not running", "cannot update a stopped container")
+
+
 def overlay_usable() -> bool:
     """overlayfs in the kernel, and /tmp (the data root) on a file system it can sit on."""
     if "overlay" not in Path("/proc/filesystems").read_text():
@@ -123,6 +127,21 @@ class PrivateDockerd:
     def run(self, *args: str) -> str:
         """`docker run -d --network none ...`; returns the container id."""
         return self.cli("run", "-d", "--network", "none", *args).stdout.strip()
+
+    def stop_restarting(self, name: str) -> None:
+        """Set a restarting container's policy to `no`, so its next exit is its last.
+
+        An update that reaches the runtime just as the container exits fails with "container not
+        running" or "cannot update a stopped container" (the engine's race: it updates the live
+        cgroup too; 1 in 300-600 updates of a container exiting every 20 ms here); tried again
+        until it lands.
+        """
+        def update() -> bool:
+            result = self.cli("update", "--restart", "no", name, check=False)
+            if result.returncode != 0 and not any(race in result.stderr for race in EXITED_MEANWHILE):
+                raise AssertionError(f"docker update --restart no {name} failed: {result.stderr}")
+            return result.returncode == 0
+        wait_until(update, message=f"restart policy of {name} set to no", timeout=30, interval=0.05)
 
     def inspect(self, cid: str) -> dict:
         return self.client().inspect_container(cid)

@@ -36,7 +36,7 @@ def test_engine_restarts_during_a_crash_storm_lose_and_double_count_nothing(dock
                        message=f"trial {trial}: reconnected and relisted", interval=0.05)
             wait_until(lambda: h.record(name).restarts == dockerd.inspect(name)["RestartCount"],  # type: ignore[union-attr]
                        message=f"trial {trial}: restarts equal the engine's", timeout=30, interval=0.05)
-        dockerd.cli("update", "--restart", "no", name)
+        dockerd.stop_restarting(name)
         state = wait_until(lambda: (s := dockerd.inspect(name))["State"]["Status"] == "exited" and s,
                            message="final exit", timeout=30, interval=0.05)
         total_runs = runs(data / "runs")

@@ -65,7 +65,7 @@ def test_crash_loop_is_reported_within_three_restarts_and_counts_match_the_engin
     assert first.failures[Reason.ERROR] >= 2 and first.failures[Reason.CRASH_LOOP_BACK_OFF] == 1
     assert first.next_retry_at is not None and first.next_retry_at > first.last_terminated_at  # type: ignore[operator]
     assert first.last_exit_code == 3 and first.last_terminated_reason is Reason.ERROR
-    harness.dockerd.cli("update", "--restart", "no", name)
+    harness.dockerd.stop_restarting(name)
     state = wait_until(lambda: (s := harness.dockerd.inspect(name))["State"]["Status"] == "exited" and s,
                      message="the container to exit once its policy is no", timeout=30, interval=0.05)
     record = harness.wait_record(

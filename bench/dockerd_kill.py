@@ -67,11 +67,9 @@ import docker
 from bench.common import Row
 from exporter.resilience import BreakerSettings, ResilienceRegistry
 from exporter.sources.docker import DockerWatcher
-from exporter.sources.docker.lifecycle import RESTART_OVERDUE
-from exporter.sources.docker.watcher import SETTLE_EVERY
 from exporter.state import ContainerRecord, Reason, StateStore
 from tests.harness import poll, wait_until
-from tests.integration.dockerd import IMAGE, PrivateDockerd
+from tests.integration.dockerd import AFTER_STOP_RESTARTING, IMAGE, PrivateDockerd
 
 EXIT_REASONS = (Reason.ERROR, Reason.OOM_KILLED, Reason.START_FAILURE)
 SHIM_SOCKETS = Path("/run/containerd/s")  # containerd 1.6 puts every shim's socket here
@@ -561,10 +559,7 @@ class Trial:
             self.engine.stop_restarting(self.ids[spec.name])
         wait_until(lambda: all(client.inspect_container(self.ids[s.name])["State"]["Status"] == "exited" for s in SPECS),
                    timeout=120, interval=0.05, message="every container to exit once its policy is no")
-        # A `docker update` that failed on a run exiting meanwhile has already switched dockerd's
-        # restart monitor to "no": no restart follows the exit its HostConfig still promises. The
-        # watcher asks the engine once that restart is overdue (RESTART_OVERDUE after its delay).
-        poll(self.restarts_equal, RESTART_OVERDUE + SETTLE_EVERY + 30)
+        poll(self.restarts_equal, AFTER_STOP_RESTARTING)  # see AFTER_STOP_RESTARTING for why so long
         # Barrier: events arrive in order, so once both sides have the marker, both have the rest.
         marker = client.create_container(IMAGE, command=["true"], name=f"marker-{self.token}",
                                          host_config=client.create_host_config(network_mode="none"))["Id"]

@@ -161,11 +161,12 @@ class Trial:
             running=record is not None and record.phase is Phase.RUNNING and record.reason is Reason.RUNNING)
 
     def wait_applied(self, timeout: float = 60) -> None:
-        """Once the watcher shows a marker container, it has applied every earlier event."""
+        """Once the watcher and the ledger show a marker container, both have every earlier event
+        (each reads the engine's stream in order; the ledger is the truth the outcome counts)."""
         name = f"marker-{uuid.uuid4().hex[:8]}"
         self.engine.cli("create", "--name", name, IMAGE, "true")
-        wait_until(lambda: name in self.last,
-                   timeout=timeout, interval=0.05, message="the marker container in the store")
+        wait_until(lambda: name in self.last and self.ledger.of(name, "create"),
+                   timeout=timeout, interval=0.05, message="the marker container in the store and the ledger")
         self.engine.cli("rm", "-f", name)
         # A kill only the kernel counted is read on the watcher's settle tick: give it three.
         children = [n for n, shape in self.containers if shape == "child"]

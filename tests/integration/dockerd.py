@@ -12,12 +12,15 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import docker
 
+from exporter.sources.docker.lifecycle import RESTART_OVERDUE
+from exporter.sources.docker.watcher import SETTLE_EVERY
 from tests.harness import require_binary, wait_until
 
 IMAGE = "testbox:1"
@@ -25,6 +28,11 @@ IMAGE = "testbox:1"
 
 #: What `docker update` says when the container exited while it ran.
 EXITED_MEANWHILE = ("container not running", "cannot update a stopped container")
+#: How long after `stop_restarting` the exporter may take to show the engine's restart count: an
+#: update that lost the race still switched dockerd's restart monitor to "no" while HostConfig says
+#: "always", so the restart the exporter expects never comes and no event says so; the settle loop
+#: asks the engine once it is RESTART_OVERDUE, checking every SETTLE_EVERY.
+AFTER_STOP_RESTARTING = RESTART_OVERDUE + SETTLE_EVERY + 30
 
 
 def overlay_usable() -> bool:
@@ -95,7 +103,11 @@ class PrivateDockerd:
         try:
             if self.proc is not None and self.ping():
                 for c in self.client().containers(all=True):
-                    self.client().remove_container(c["Id"], force=True)
+                    try:
+                        self.client().remove_container(c["Id"], force=True)
+                    except docker.errors.APIError as exc:  # e.g. "did not receive an exit event": the
+                        # engine, its shims and its data root go below anyway; a test already passed
+                        print(f"dockerd teardown: cannot remove {c['Names']}: {exc}", file=sys.stderr)
         finally:
             self.stop()
             subprocess.run(["pkill", "-9", "-f", f"{self.root / 'exec'}"], check=False)

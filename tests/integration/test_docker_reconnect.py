@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporter.state import Reason
 from tests.harness import wait_until
-from tests.integration.dockerd import IMAGE, PrivateDockerd
+from tests.integration.dockerd import AFTER_STOP_RESTARTING, IMAGE, PrivateDockerd
 from tests.integration.test_docker_source import Harness
 
 TRIALS = 5
@@ -42,7 +42,7 @@ def test_engine_restarts_during_a_crash_storm_lose_and_double_count_nothing(dock
         total_runs = runs(data / "runs")
         record = h.wait_record(
             name, lambda r: r.failures.get(Reason.ERROR, 0) >= total_runs and r.restarts == state["RestartCount"],
-            f"{total_runs} exits counted")
+            f"{total_runs} exits counted", timeout=AFTER_STOP_RESTARTING)
         assert record.failures[Reason.ERROR] == total_runs  # each exit counted exactly once
         assert record.restarts == state["RestartCount"] and record.last_exit_code == state["State"]["ExitCode"] == 3
         assert total_runs >= 2 * TRIALS

@@ -12,7 +12,7 @@ from exporter.sources.docker import DockerWatcher
 from exporter.sources.docker.lifecycle import INFERRED_OOM
 from exporter.state import ContainerRecord, Health, Phase, Reason, StateStore
 from tests.harness import wait_until
-from tests.integration.dockerd import IMAGE, PrivateDockerd
+from tests.integration.dockerd import AFTER_STOP_RESTARTING, IMAGE, PrivateDockerd
 
 
 class Harness:
@@ -70,7 +70,8 @@ def test_crash_loop_is_reported_within_three_restarts_and_counts_match_the_engin
                      message="the container to exit once its policy is no", timeout=30, interval=0.05)
     record = harness.wait_record(
         name, lambda r: (r.restarts, r.last_exit_code) == (state["RestartCount"], state["State"]["ExitCode"]),
-        f"restarts/exit equal to docker inspect {state['RestartCount']}/{state['State']['ExitCode']}")
+        f"restarts/exit equal to docker inspect {state['RestartCount']}/{state['State']['ExitCode']}",
+        timeout=AFTER_STOP_RESTARTING)
     assert record.restarts >= 2
 
 

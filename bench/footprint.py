@@ -12,6 +12,9 @@
   needs besides (client_python, orjson, http.server), each in a fresh interpreter. Only
   runtime dependencies count: test-only packages that a runtime library would import when
   present (kubernetes_validate) are hidden, as they are absent from `pip wheel .` and the image.
+- RSS as a user's process holds it: `python -m exporter` watching a private dockerd with 1,000
+  created containers, which it lists and inspects itself, after one gzip scrape; and with none.
+  It holds more than the fill above (the socket's responses leave the allocators fuller).
 - idle CPU: a real `python -m exporter` watching a private dockerd with 100 idle containers,
   scraped every 15 s like Prometheus; utime+stime from /proc/<pid>/stat over 60 s.
 
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -149,9 +153,54 @@ RUNTIME_LIBRARIES = ("docker", "prometheus_client", "orjson", "http.server")
 
 def docker_containers_on(url: str) -> int:
     """How many Docker containers a running exporter's /metrics shows (its info series)."""
-    text = requests.get(url, timeout=10).text
+    return docker_containers_in(requests.get(url, timeout=10).text)
+
+
+def docker_containers_in(text: str) -> int:
     return sum(1 for line in text.splitlines()
                if line.startswith("workload_container_info{") and 'source="docker"' in line)
+
+
+def listed_rss_mib(url: str, pid: Callable[[], int], expected: int) -> float:
+    """VmRSS (MiB) of a serving exporter once `expected` Docker containers are on its /metrics
+    (it listed and inspected them itself) and it answered one scrape as Prometheus asks."""
+    def listed() -> bool:
+        text = requests.get(url, timeout=10).text
+        return 'resilience_exporter_source_synced{source="docker"} 1' in text and docker_containers_in(text) == expected
+    wait_until(listed, timeout=300, interval=1.0, message=f"the Docker source synced with {expected} containers on {url}")
+    requests.get(url, headers=SCRAPE_HEADERS, timeout=30).raise_for_status()
+    return process_rss_mib(pid())
+
+
+def serve_rss(n_containers: int) -> tuple[float, float, float]:
+    """(RSS MiB with none, RSS MiB with `n_containers`, setup s): `python -m exporter` as a user runs
+    it, watching a private dockerd holding that many created (not started) containers, each a
+    fresh start; unlike `rss_mib` the exporter lists and inspects them itself."""
+    engine = PrivateDockerd()
+    try:
+        engine.start()
+        engine.build_testbox()
+
+        def measured(expected: int) -> float:
+            port = free_port()
+            exporter = subprocess.Popen(
+                [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", "--docker.host", engine.url],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", lambda: exporter.pid, expected)
+            finally:
+                exporter.terminate()
+                exporter.wait(timeout=15)
+
+        empty = measured(0)
+        client, started = engine.client(), time.perf_counter()
+        for i in range(n_containers):
+            client.create_container(IMAGE, command=["true"], name=f"created-{i}",
+                                    host_config=client.create_host_config(network_mode="none"))
+        setup = time.perf_counter() - started
+        return empty, measured(n_containers), setup
+    finally:
+        engine.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -219,6 +268,7 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
     sdk = min(bare_rss_mib(*DOCKER_SDK) for _ in range(3))
     libraries = min(bare_rss_mib(*RUNTIME_LIBRARIES) for _ in range(3))
     per_container = (ten_k - imports_only) * 1024 / (10 * n_containers)
+    serve_empty, serve_full, serve_setup = serve_rss(n_containers)
     cpu, idle_rss, setup = idle_cpu(seconds=idle_seconds)
     return [
         Row(f"RSS tracking {n_containers:,} containers, Docker only, after a gzip scrape", docker_only, bare, "MiB",
@@ -235,6 +285,11 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
             "MiB", "bare python3 interpreter", "(floor)"),
         Row(f"RSS tracking {10 * n_containers:,} containers, Docker only", ten_k, None, "MiB", "", "(informative)"),
         Row("RSS per Docker container (10,000 minus 0, / 10,000)", per_container, None, "KiB", "", "(informative)"),
+        Row(f"RSS of `python -m exporter` that listed and inspected {n_containers:,} created containers itself",
+            serve_full, serve_empty, "MiB", "the same tracking none", "<= 36 MB", serve_full * 1.048576 <= 36),
+        Row("RSS per Docker container of that serve ((N - 0) / N)", (serve_full - serve_empty) * 1024 / n_containers,
+            None, "KiB", "", "(informative)"),
+        Row(f"setup: docker create x{n_containers:,}", serve_setup, None, "s", "", "(informative)"),
         Row(f"RSS cluster mode, {cluster_pods:,} pods x 2 containers listed from the fake API server", cluster,
             bare, "MiB", "bare python3 interpreter", "(informative)"),
         Row(f"idle CPU, 100 idle containers, {idle_seconds:.0f} s, scrape every 15 s", cpu, None, "% of a core",

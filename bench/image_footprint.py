@@ -19,12 +19,10 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import requests
-
 from bench.common import Row
-from bench.footprint import SCRAPE_HEADERS, docker_containers_on, process_rss_mib
+from bench.footprint import listed_rss_mib
 from tests.e2e import images
-from tests.harness import free_port, wait_until
+from tests.harness import free_port
 from tests.integration.dockerd import IMAGE, PrivateDockerd
 
 TAG = "resilience-exporter:bench"
@@ -40,15 +38,13 @@ def exporter_rss(engine: PrivateDockerd, expected: int) -> float:
                      "-v", f"{engine.socket}:/var/run/docker.sock:ro",
                      "-e", f"RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{port}",
                      TAG, "--host", "bench").stdout.strip()
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        wait_until(lambda: docker_containers_on(url) == expected, timeout=300, interval=1.0,
-                   message=f"{expected} containers on the image's /metrics")
-        requests.get(url, headers=SCRAPE_HEADERS, timeout=30).raise_for_status()
+    def pid() -> int:
         pid = engine.inspect(cid)["State"]["Pid"]
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
         assert comm.startswith("python3"), comm  # the ENTRYPOINT's python3, not a wrapper
-        return process_rss_mib(pid)
+        return int(pid)
+    try:
+        return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", pid, expected)
     finally:
         engine.cli("rm", "-f", name, check=False)
 

@@ -225,3 +225,38 @@ def test_a_restart_the_policy_promised_that_never_came_is_asked_of_the_engine() 
     assert record.last_exit_code == 3 and dict(record.failures) == {Reason.ERROR: 1}  # the exit counted once
     watcher.settle()
     assert engine.inspects == 1                         # settled: asked once
+
+
+class _Summary(dict):  # type: ignore[type-arg]
+    """A `docker ps` entry that can be watched for being freed (a plain dict takes no weakref)."""
+
+
+def test_a_relist_frees_the_engines_container_list_before_inspecting() -> None:
+    # The list's ~1 KB summaries of every container, held through a thousand inspects, left
+    # pymalloc arenas the records were then allocated beside: 1.9 MiB more resident memory with
+    # 1,000 containers (a real serve, 40.1 -> 38.2 MiB). Only the ids may outlive the list.
+    import gc
+    import weakref
+
+    ids = [f"{i:064x}" for i in range(3)]
+
+    class Engine:
+        def __init__(self) -> None:
+            self.summaries: list[weakref.ref[_Summary]] = []
+            self.alive_while_inspecting: list[int] = []
+
+        def containers(self, all: bool = False) -> list[_Summary]:
+            listed = [_Summary(Id=cid, Names=[f"/c{cid[-1]}"], Labels={"a": "b"}) for cid in ids]
+            self.summaries = [weakref.ref(s) for s in listed]
+            return listed
+
+        def inspect_container(self, cid: str) -> dict[str, Any]:
+            gc.collect()
+            self.alive_while_inspecting.append(sum(ref() is not None for ref in self.summaries))
+            return {**inspect(), "Id": cid, "Name": f"/c{cid[-1]}"}
+
+    engine, store = Engine(), StateStore()
+    watcher = DockerWatcher(store, ResilienceRegistry(), host="h", base_url="unix:///nonexistent")
+    watcher._relist(engine)
+    assert sorted(r.key for r in store.records()) == ids
+    assert engine.alive_while_inspecting == [0, 0, 0]

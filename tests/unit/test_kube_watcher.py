@@ -109,3 +109,43 @@ def test_watch_event_with_a_non_string_resource_version_does_not_move_it() -> No
     w.handle_line(line("BOOKMARK", {"metadata": {"resourceVersion": ["9"]}}), scope)
     w.handle_line(line("BOOKMARK", {"metadata": {"resourceVersion": {"v": 9}}}), scope)
     assert scope.resource_version == "5"
+
+
+class _Pod(dict):  # type: ignore[type-arg]
+    """A decoded pod that can be watched for being freed (a plain dict takes no weakref)."""
+
+
+def test_relist_frees_each_listed_pod_once_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every pod of a 5,000-pod list held until the last was applied kept the whole decoded list
+    # resident beside the records made meanwhile: cluster mode 5,000 pods x 2, 142.1 -> 138.1 MiB.
+    import gc
+    import weakref
+
+    from exporter.sources.kubernetes import watcher as module
+
+    decoded: list[weakref.ref[_Pod]] = []
+
+    def decode_list(data: bytes) -> dict:
+        body = json.loads(data)
+        body["items"] = [_Pod(pod) for pod in body["items"]]
+        decoded.extend(weakref.ref(pod) for pod in body["items"])
+        return body
+
+    monkeypatch.setattr(module, "decode_list", decode_list)
+    w, store = watcher()
+    alive_when_applied: list[int] = []
+    applied: list[str] = []
+    apply = w.apply
+
+    def watched_apply(pod: dict) -> None:
+        gc.collect()
+        alive_when_applied.append(sum(ref() is not None for ref in decoded))
+        applied.append(pod["metadata"]["name"])
+        apply(pod)
+
+    w.apply = watched_apply  # type: ignore[method-assign]
+    pods = [load_pod("running", name=f"web-{i}") for i in range(4)]
+    w._relist(ListingApi({"metadata": {"resourceVersion": "9"}, "items": pods}), w.scopes[0])  # type: ignore[arg-type]
+    assert applied == [f"web-{i}" for i in range(4)]  # in the listed order (the container cap drops the last)
+    assert sorted({r.pod for r in store.records()}) == applied
+    assert alive_when_applied == [4, 3, 2, 1]  # the one being applied and those still to come

@@ -176,10 +176,12 @@ class KubernetesWatcher:
     def _relist(self, api: CoreV1Api, scope: Scope) -> None:
         """List the scope's pods, apply each, drop the pods that are gone (deleted meanwhile)."""
         asked = "" if scope.unavailable else scope.resource_version or "0"
-        response = self._call(api, scope, resource_version=asked, _request_timeout=self.request_timeout)
-        body = decode_list(response.data)
+        body = decode_list(self._call(api, scope, resource_version=asked, _request_timeout=self.request_timeout).data)
+        items = list(body.pop("items", None) or ())
+        items.reverse()
         listed: set[PodId] = set()
-        for pod in body.get("items") or ():
+        while items:  # in order, each pod freed once applied: the records made next take its room
+            pod = items.pop()
             try:
                 ident = pod_name(pod)
                 listed.add(ident)  # listed even if unreadable: its last known records stay

@@ -118,9 +118,14 @@ def rss_mib(n_containers: int, variant: str, scrape: str = "gzip") -> float:
     return int(out.split()[-1]) / 1024
 
 
-def cluster_rss_mib(n_pods: int) -> float:
+# What the image sets (Dockerfile ENV): the heap shrinks again after a large block is freed.
+IMAGE_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"}
+
+
+def cluster_rss_mib(n_pods: int, env: dict[str, str] | None = None) -> float:
     """VmRSS (MiB) of a fresh interpreter that listed `n_pods` pods of 2 containers from the fake
-    API server (its own process) into the store and answered one gzip scrape."""
+    API server (its own process) into the store and answered one gzip scrape; `env` is added to
+    its environment (e.g. the image's MALLOC_TUNING)."""
     from bench.kube import _pod
     from tests.integration.fake_kube import FakeKubeApi, load_pod
 
@@ -130,7 +135,7 @@ def cluster_rss_mib(n_pods: int) -> float:
         for i in range(n_pods):
             api.add(_pod(template, i))
         out = subprocess.run([PYTHON, "-c", _CLUSTER_SCRIPT, api.url, str(2 * n_pods),
-                              ",".join(test_only_imports())], cwd=ROOT,
+                              ",".join(test_only_imports())], cwd=ROOT, env={**os.environ, **(env or {})},
                              capture_output=True, text=True, timeout=300, check=True).stdout
     finally:
         api.close()
@@ -264,6 +269,7 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
     imports_only = min(rss_mib(0, "docker") for _ in range(3))
     ten_k = min(rss_mib(10 * n_containers, "docker") for _ in range(2))
     cluster = min(cluster_rss_mib(cluster_pods) for _ in range(2))
+    cluster_image_malloc = min(cluster_rss_mib(cluster_pods, IMAGE_MALLOC) for _ in range(2))
     bare = bare_rss_mib()
     sdk = min(bare_rss_mib(*DOCKER_SDK) for _ in range(3))
     libraries = min(bare_rss_mib(*RUNTIME_LIBRARIES) for _ in range(3))
@@ -292,6 +298,8 @@ def rows(n_containers: int = 1000, idle_seconds: float = 60.0, cluster_pods: int
         Row(f"setup: docker create x{n_containers:,}", serve_setup, None, "s", "", "(informative)"),
         Row(f"RSS cluster mode, {cluster_pods:,} pods x 2 containers listed from the fake API server", cluster,
             bare, "MiB", "bare python3 interpreter", "(informative)"),
+        Row(f"RSS cluster mode, {cluster_pods:,} pods x 2, with the image's malloc setting (GLIBC_TUNABLES)",
+            cluster_image_malloc, cluster, "MiB", "the same without it", "(informative)"),
         Row(f"idle CPU, 100 idle containers, {idle_seconds:.0f} s, scrape every 15 s", cpu, None, "% of a core",
             "", "<= 0.1 %", cpu <= 0.1),
         Row("RSS of that running exporter (100 containers)", idle_rss, None, "MiB", "", "(informative)"),

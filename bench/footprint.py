@@ -125,7 +125,7 @@ IMAGE_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"}
 def cluster_rss_mib(n_pods: int, env: dict[str, str] | None = None) -> float:
     """VmRSS (MiB) of a fresh interpreter that listed `n_pods` pods of 2 containers from the fake
     API server (its own process) into the store and answered one gzip scrape; `env` is added to
-    its environment (e.g. the image's MALLOC_TUNING)."""
+    its environment (e.g. the image's IMAGE_MALLOC)."""
     from bench.kube import _pod
     from tests.integration.fake_kube import FakeKubeApi, load_pod
 
@@ -195,7 +195,11 @@ def serve_rss(n_containers: int) -> tuple[float, float, float]:
                 return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", lambda: exporter.pid, expected)
             finally:
                 exporter.terminate()
-                exporter.wait(timeout=15)
+                try:
+                    exporter.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    exporter.kill()
+                    exporter.wait(timeout=15)
 
         empty = measured(0)
         client, started = engine.client(), time.perf_counter()

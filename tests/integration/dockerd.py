@@ -140,20 +140,22 @@ class PrivateDockerd:
         """`docker run -d --network none ...`; returns the container id."""
         return self.cli("run", "-d", "--network", "none", *args).stdout.strip()
 
-    def stop_restarting(self, name: str) -> None:
+    def stop_restarting(self, name: str, timeout: float = 30) -> None:
         """Set a restarting container's policy to `no`, so its next exit is its last.
 
         An update that reaches the runtime just as the container exits fails with "container not
         running" or "cannot update a stopped container" (the engine's race: it updates the live
         cgroup too; 1 in 300-600 updates of a container exiting every 20 ms here); tried again
-        until it lands.
+        until it lands. Any other error fails at once.
         """
-        def update() -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
             result = self.cli("update", "--restart", "no", name, check=False)
-            if result.returncode != 0 and not any(race in result.stderr for race in EXITED_MEANWHILE):
+            if result.returncode == 0:
+                return
+            if not any(race in result.stderr for race in EXITED_MEANWHILE) or time.monotonic() > deadline:
                 raise AssertionError(f"docker update --restart no {name} failed: {result.stderr}")
-            return result.returncode == 0
-        wait_until(update, message=f"restart policy of {name} set to no", timeout=30, interval=0.05)
+            time.sleep(0.05)  # the container is between exit and restart: the next try finds it settled
 
     def inspect(self, cid: str) -> dict:
         return self.client().inspect_container(cid)

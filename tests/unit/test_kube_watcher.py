@@ -146,6 +146,6 @@ def test_relist_frees_each_listed_pod_once_applied(monkeypatch: pytest.MonkeyPat
     w.apply = watched_apply  # type: ignore[method-assign]
     pods = [load_pod("running", name=f"web-{i}") for i in range(4)]
     w._relist(ListingApi({"metadata": {"resourceVersion": "9"}, "items": pods}), w.scopes[0])  # type: ignore[arg-type]
-    assert applied == [f"web-{i}" for i in range(4)]  # in the listed order (the container cap drops the last)
+    assert applied == [f"web-{i}" for i in range(4)]  # in the listed order: over the container cap, the last are dropped
     assert sorted({r.pod for r in store.records()}) == applied
     assert alive_when_applied == [4, 3, 2, 1]  # the one being applied and those still to come

@@ -54,15 +54,9 @@ LABEL org.opencontainers.image.title="resilience-exporter" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 COPY --from=build /opt/resilience-exporter /opt/resilience-exporter
 COPY --from=build --chown=10001:10001 /textfile/node-exporter /var/lib/prometheus/node-exporter
-# glibc returns freed memory to the system only while its trim threshold stays fixed: by default
-# freeing one large block (a list of every pod, a 10,000-container scrape) raises it to twice that
-# block (up to 64 MiB), and the heap rarely shrinks again (cluster mode, 5,000 pods x 2: 138 -> 105
-# MiB with it; an unchanged 10,000-container scrape renders ~0.6 ms slower, mapping its body afresh).
-# If you set GLIBC_TUNABLES yourself, keep this tunable in it.
 ENV PYTHONPATH=/opt/resilience-exporter \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072
+    PYTHONUNBUFFERED=1
 USER 10001:10001
 EXPOSE 10099
 # Set the address with RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS (not the flag) so the check follows it.

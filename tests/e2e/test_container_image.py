@@ -46,10 +46,6 @@ def test_image_builds_offline_runs_non_root_and_serves_metrics(dockerd: PrivateD
         wait_until(lambda: dockerd.inspect(exporter)["State"]["Health"]["Status"] == "healthy", timeout=60,
                    message="HEALTHCHECK healthy")
         assert dockerd.cli("exec", exporter, "id", "-u").stdout.strip() == "10001"
-        # glibc ignores a tunable it does not know: its loader says what it applied (glibc >= 2.33)
-        tunables = dockerd.cli("exec", exporter, "sh", "-c",
-                               'for ld in /lib*/ld-linux-*.so.*; do exec "$ld" --list-tunables; done').stdout
-        assert "glibc.malloc.trim_threshold: 0x20000 " in tunables  # the heap shrinks after big lists
         probe = dockerd.cli("exec", exporter, "python3", "-c", "import kubernetes.client, kubernetes.watch; print('ok')")
         assert probe.stdout.strip() == "ok"  # the slimmed image keeps the client the Kubernetes source uses
     finally:

@@ -8,7 +8,9 @@ holding N containers, listed and inspected by the exporter itself at start, scra
 Prometheus asks (gzip, OpenMetrics), then the VmRSS of the container's python3 process (PID 1 in
 the container, read from the host's /proc). Once with no container and once with N, each a
 fresh start of the exporter; the containers are created, not started (a started container holds
-a shim and a process per container: 1,000 of them would measure the engine, not us).
+a shim and a process per container: 1,000 of them would measure the engine, not us). Cluster
+mode too: the image listing 5,000 pods x 2 from the fake API server through a mounted kubeconfig,
+after one gzip scrape.
 Root: it runs its own dockerd and builds the image (~1 min on overlay2 with the base cached).
 """
 from __future__ import annotations
@@ -28,15 +30,16 @@ from tests.integration.dockerd import IMAGE, PrivateDockerd
 TAG = "resilience-exporter:bench"
 
 
-def exporter_rss(engine: PrivateDockerd, expected: int) -> float:
-    """Start the image, wait until `expected` Docker containers (itself among them) are on /metrics, scrape once
-    with gzip, read the process's VmRSS (MiB); the exporter is removed afterwards."""
+def exporter_rss(engine: PrivateDockerd, expected: int, *run_args: str, source: str = "docker") -> float:
+    """Start the image (`run_args` before it: mounts, environment), wait until `expected` containers of
+    `source` are on /metrics (for Docker itself among them), scrape once with gzip, read the process's
+    VmRSS (MiB); the exporter is removed afterwards."""
     port = free_port()
     group = str(os.stat(engine.socket).st_gid)
     name = f"bench-exporter-{port}"
     cid = engine.cli("run", "-d", "--name", name, "--network", "host", "--group-add", group,
                      "-v", f"{engine.socket}:/var/run/docker.sock:ro",
-                     "-e", f"RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{port}",
+                     "-e", f"RESILIENCE_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{port}", *run_args,
                      TAG, "--host", "bench").stdout.strip()
     def pid() -> int:
         pid = engine.inspect(cid)["State"]["Pid"]
@@ -44,18 +47,42 @@ def exporter_rss(engine: PrivateDockerd, expected: int) -> float:
         assert comm.startswith("python3"), comm  # the ENTRYPOINT's python3, not a wrapper
         return int(pid)
     try:
-        return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", pid, expected)
+        return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", pid, expected, source)
     finally:
         engine.cli("rm", "-f", name, check=False)
 
 
-def rows(n_containers: int = 1000) -> list[Row]:
+def cluster_rss(engine: PrivateDockerd, n_pods: int, workdir: Path) -> float:
+    """RSS (MiB) of the image in cluster mode, listing `n_pods` pods x 2 containers from the fake API
+    server (this process) through a kubeconfig."""
+    from bench.kube import _pod
+    from tests.integration.fake_kube import FakeKubeApi, load_pod
+    from tests.integration.fleet import kubeconfig
+
+    api = FakeKubeApi().start()
+    try:
+        template = load_pod("running")
+        for i in range(n_pods):
+            api.add(_pod(template, i))
+        config = kubeconfig(workdir / "kubeconfig", api.url)
+        workdir.chmod(0o755)
+        config.chmod(0o644)  # the image runs as uid 10001
+        cluster = ("-v", f"{config}:/etc/resilience-exporter/kubeconfig:ro",
+                   "-e", "RESILIENCE_EXPORTER_DOCKER_ENABLED=false", "-e", "RESILIENCE_EXPORTER_KUBERNETES_ENABLED=true",
+                   "-e", "RESILIENCE_EXPORTER_KUBERNETES_KUBECONFIG=/etc/resilience-exporter/kubeconfig")
+        return exporter_rss(engine, 2 * n_pods, *cluster, source="kubernetes")
+    finally:
+        api.close()
+
+
+def rows(n_containers: int = 1000, cluster_pods: int = 5000) -> list[Row]:
     engine = PrivateDockerd()
     try:
         engine.start()
         engine.build_testbox()
         with TemporaryDirectory(prefix="re-bench-image-") as workdir:
             images.build(engine, images.HOST_ARCH, TAG, Path(workdir))
+            cluster = cluster_rss(engine, cluster_pods, Path(workdir))
         empty = exporter_rss(engine, 1)  # itself
         client = engine.client()
         started = time.perf_counter()
@@ -72,6 +99,8 @@ def rows(n_containers: int = 1000) -> list[Row]:
             "MiB", "the same image tracking none", "<= 36 MB", full * 1.048576 <= 36),
         Row("image RSS per Docker container ((N - 0) / N)", per_container, None, "KiB", "", "(informative)"),
         Row(f"setup: docker create x{n_containers:,}", setup, None, "s", "", "(informative)"),
+        Row(f"image RSS in cluster mode, {cluster_pods:,} pods x 2 from the fake API server, after a gzip scrape",
+            cluster, None, "MiB", "", "(informative)"),
     ]
 
 

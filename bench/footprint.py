@@ -52,20 +52,22 @@ SCRAPE_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,text/pla
 _COUNT = """
 import zlib
 def info_series(gz, marker=b"workload_container_info{"):
-    count, tail = 0, b""
-    while gz:
-        inflate = zlib.decompressobj(wbits=31)  # one gzip member: the body is several, concatenated
-        while True:
-            text = tail + inflate.decompress(gz, 65536)
-            gz = inflate.unconsumed_tail
-            if not gz and not inflate.eof:  # all input taken: what zlib still holds
-                text += inflate.flush()
+    count, keep, view, at = 0, len(marker) - 1, memoryview(gz), 0
+    tail, inflate = b"", zlib.decompressobj(wbits=31)
+    while at < len(view):  # 16 KiB of input at a time: zlib never keeps a copy of the rest of the body
+        feed = view[at:at + 16384]
+        at += len(feed)
+        while feed:
+            text = tail + inflate.decompress(feed, 65536)
+            feed = inflate.unconsumed_tail
             count += text.count(marker)
-            tail = text[1 - len(marker):]  # too short to hold a marker; one split here is whole next time
-            if inflate.eof or not gz:
-                break
-        gz = inflate.unused_data
-    return count
+            tail = text[max(0, len(text) - keep):]  # too short for a marker; a split one is whole next time
+            if inflate.eof:  # one gzip member ends (the body is one; several are read on): what
+                # follows it is unused_data (unconsumed_tail may repeat it)
+                view, at = memoryview(inflate.unused_data + bytes(view[at:])), 0
+                inflate, feed = zlib.decompressobj(wbits=31), b""
+    text = tail + inflate.flush()
+    return count + text.count(marker)
 """
 
 # Runs in a fresh interpreter: everything a Docker-only exporter imports, 1,000 records, one scrape.

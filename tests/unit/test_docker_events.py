@@ -232,7 +232,7 @@ class _Summary(dict):  # type: ignore[type-arg]
 
 
 def test_a_relist_frees_the_engines_container_list_before_inspecting() -> None:
-    # The list's ~1 KB summaries of every container, held through a thousand inspects, left
+    # The list's summaries of every container, held through a thousand inspects, left
     # pymalloc arenas the records were then allocated beside: 1.9 MiB more resident memory with
     # 1,000 containers (a real serve, 40.1 -> 38.2 MiB). Only the ids may outlive the list.
     import gc

@@ -188,7 +188,7 @@ class DockerWatcher:
 
     def _relist(self, client: Any) -> None:
         """List every container, inspect each once, drop records of containers that are gone."""
-        # Only the ids outlive the list: its summaries (~1 KB each), held through every inspect,
+        # Only the ids outlive the list: its summaries, held through every inspect,
         # left allocator arenas the records then filled beside them (+1.9 MiB with 1,000 containers).
         listed = [item.get("Id") for item in client.containers(all=True)]
         ids = []

@@ -184,6 +184,16 @@ def containers_in(text: str, source: str = "docker") -> int:
                if line.startswith("workload_container_info{") and f'source="{source}"' in line)
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 15 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
 def listed_rss_mib(url: str, pid: Callable[[], int], expected: int, source: str = "docker") -> float:
     """VmRSS (MiB) of a serving exporter once `expected` containers of `source` are on its /metrics
     (it listed them itself) and it answered one scrape as Prometheus asks."""
@@ -212,12 +222,7 @@ def serve_rss(n_containers: int) -> tuple[float, float, float]:
             try:
                 return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", lambda: exporter.pid, expected)
             finally:
-                exporter.terminate()
-                try:
-                    exporter.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    exporter.kill()
-                    exporter.wait(timeout=15)
+                stop(exporter)
 
         empty = measured(0)
         client, started = engine.client(), time.perf_counter()
@@ -275,12 +280,7 @@ def idle_cpu(n_containers: int = 100, seconds: float = 60.0, scrape_every: float
         return used / elapsed * 100, process_rss_mib(exporter.pid), setup
     finally:
         if exporter is not None:
-            exporter.terminate()
-            try:
-                exporter.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                exporter.kill()
-                exporter.wait(timeout=15)
+            stop(exporter)
         engine.close()
 
 

@@ -215,24 +215,35 @@ def serve_rss(n_containers: int) -> tuple[float, float, float]:
         engine.build_testbox()
 
         def measured(expected: int) -> float:
-            port = free_port()
-            exporter = subprocess.Popen(
-                [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", "--docker.host", engine.url],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            exporter, url = serve(engine)
             try:
-                return listed_rss_mib(f"http://127.0.0.1:{port}/metrics", lambda: exporter.pid, expected)
+                return listed_rss_mib(url, lambda: exporter.pid, expected)
             finally:
                 stop(exporter)
 
         empty = measured(0)
-        client, started = engine.client(), time.perf_counter()
-        for i in range(n_containers):
-            client.create_container(IMAGE, command=["true"], name=f"created-{i}",
-                                    host_config=client.create_host_config(network_mode="none"))
-        setup = time.perf_counter() - started
+        setup = create_containers(engine, n_containers)
         return empty, measured(n_containers), setup
     finally:
         engine.close()
+
+
+def serve(engine: PrivateDockerd) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m exporter` watching `engine`, as a user starts it, and its /metrics URL."""
+    port = free_port()
+    exporter = subprocess.Popen(
+        [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", "--docker.host", engine.url],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return exporter, f"http://127.0.0.1:{port}/metrics"
+
+
+def create_containers(engine: PrivateDockerd, n: int) -> float:
+    """Create (not start) `n` containers on `engine`; returns the seconds it took."""
+    client, started = engine.client(), time.perf_counter()
+    for i in range(n):
+        client.create_container(IMAGE, command=["true"], name=f"created-{i}",
+                                host_config=client.create_host_config(network_mode="none"))
+    return time.perf_counter() - started
 
 
 def cpu_seconds(pid: int) -> float:
@@ -260,11 +271,7 @@ def idle_cpu(n_containers: int = 100, seconds: float = 60.0, scrape_every: float
                                           host_config=client.create_host_config(network_mode="none"))["Id"]
             client.start(cid)
         setup = time.perf_counter() - setup
-        port = free_port()
-        exporter = subprocess.Popen(
-            [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
-             "--docker.host", engine.url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}/metrics"
+        exporter, url = serve(engine)
         wait_until(lambda: docker_containers_on(url) >= n_containers, timeout=120, interval=0.5,
                    message=f"{n_containers} containers on /metrics")
         time.sleep(2)  # let the first sync's garbage settle before the window opens

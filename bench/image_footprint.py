@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bench.common import Row
-from bench.footprint import listed_rss_mib
+from bench.footprint import create_containers, listed_rss_mib
 from tests.e2e import images
 from tests.harness import free_port
-from tests.integration.dockerd import IMAGE, PrivateDockerd
+from tests.integration.dockerd import PrivateDockerd
 
 TAG = "resilience-exporter:bench"
 
@@ -65,8 +64,7 @@ def cluster_rss(engine: PrivateDockerd, n_pods: int, workdir: Path) -> float:
         for i in range(n_pods):
             api.add(_pod(template, i))
         config = kubeconfig(workdir / "kubeconfig", api.url)
-        workdir.chmod(0o755)
-        config.chmod(0o644)  # the image runs as uid 10001
+        config.chmod(0o644)  # the image runs as uid 10001 (the file is mounted alone: its directory is not read)
         cluster = ("-v", f"{config}:/etc/resilience-exporter/kubeconfig:ro",
                    "-e", "RESILIENCE_EXPORTER_DOCKER_ENABLED=false", "-e", "RESILIENCE_EXPORTER_KUBERNETES_ENABLED=true",
                    "-e", "RESILIENCE_EXPORTER_KUBERNETES_KUBECONFIG=/etc/resilience-exporter/kubeconfig")
@@ -84,12 +82,7 @@ def rows(n_containers: int = 1000, cluster_pods: int = 5000) -> list[Row]:
             images.build(engine, images.HOST_ARCH, TAG, Path(workdir))
             cluster = cluster_rss(engine, cluster_pods, Path(workdir))
         empty = exporter_rss(engine, 1)  # itself
-        client = engine.client()
-        started = time.perf_counter()
-        for i in range(n_containers):
-            client.create_container(IMAGE, command=["true"], name=f"created-{i}",
-                                    host_config=client.create_host_config(network_mode="none"))
-        setup = time.perf_counter() - started
+        setup = create_containers(engine, n_containers)
         full = exporter_rss(engine, n_containers + 1)
     finally:
         engine.close()

@@ -112,8 +112,8 @@ def coerce(value: Any, tp: Any, origin: str, path: str, *, from_text: bool) -> A
                 raise fail() from None
         raise fail()
     if tp is int:
-        if from_text and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
-            value = int(value)
+        if from_text and isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", text := value.strip()):
+            value = int(text)  # the stripped text: str.strip drops more than int() does ("\x1f")
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail()
         if -MAX_INT <= value <= MAX_INT:
